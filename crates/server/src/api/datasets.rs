@@ -1,0 +1,196 @@
+//! Dataset upload (multipart), list, get, delete.
+//!
+//! An upload is read with a hard size cap, parsed and validated completely, and only
+//! then written: first the file to the artifact store, then the row. If the row cannot
+//! be written the file is removed again, so a rejected upload leaves nothing behind.
+
+use axum::extract::{Multipart, Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use bytes::Bytes;
+use rankfit_domain::dataset::{self, DataFormat, ParseOptions, ParsedDataset, Split};
+use rankfit_domain::task::TaskFamily;
+use rankfit_store::datasets::{self, DatasetRow, NewDataset};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::auth::Auth;
+use crate::{ApiResult, AppError, AppState};
+
+/// The fields of an upload form besides the file.
+#[derive(Default)]
+struct UploadForm {
+    name: Option<String>,
+    format: Option<String>,
+    task_family: Option<String>,
+    glue_task: Option<String>,
+    text_column: Option<String>,
+    text_pair_column: Option<String>,
+    label_column: Option<String>,
+    split: Option<String>,
+    file_name: Option<String>,
+    file: Option<Bytes>,
+}
+
+fn invalid_field(field: &str, message: impl Into<String>) -> AppError {
+    AppError::unprocessable("invalid_field", format!("{field}: {}", message.into())).with_details(json!({ "field": field }))
+}
+
+async fn read_form(mut mp: Multipart, cap: usize) -> ApiResult<UploadForm> {
+    let mut form = UploadForm::default();
+    while let Some(mut field) = mp.next_field().await.map_err(|e| AppError::bad_request(format!("malformed multipart body: {e}")))? {
+        let name = field.name().unwrap_or_default().to_string();
+        if name == "file" {
+            form.file_name = field.file_name().map(str::to_string);
+            let mut buf = Vec::new();
+            while let Some(chunk) = field.chunk().await.map_err(|e| AppError::bad_request(format!("upload interrupted: {e}")))? {
+                if buf.len() + chunk.len() > cap {
+                    return Err(AppError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "upload_too_large",
+                        format!("the file is larger than this server's upload limit of {cap} bytes"),
+                    ));
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            form.file = Some(Bytes::from(buf));
+        } else {
+            let value = field.text().await.map_err(|e| AppError::bad_request(format!("field {name}: {e}")))?;
+            if value.len() > 1000 {
+                return Err(invalid_field(&name, "longer than 1000 characters"));
+            }
+            let value = Some(value.trim().to_string()).filter(|v| !v.is_empty());
+            match name.as_str() {
+                "name" => form.name = value,
+                "format" => form.format = value,
+                "task_family" => form.task_family = value,
+                "glue_task" => form.glue_task = value,
+                "text_column" => form.text_column = value,
+                "text_pair_column" => form.text_pair_column = value,
+                "label_column" => form.label_column = value,
+                "split" => form.split = value,
+                other => return Err(AppError::bad_request(format!("unknown form field {other:?}"))),
+            }
+        }
+    }
+    Ok(form)
+}
+
+/// Format from the form, else from the file extension.
+fn pick_format(form: &UploadForm) -> ApiResult<DataFormat> {
+    if let Some(f) = &form.format {
+        return DataFormat::parse(f).ok_or_else(|| invalid_field("format", format!("unknown format {f:?}; use jsonl, csv, glue_tsv or bigbench")));
+    }
+    let ext = form.file_name.as_deref().and_then(|n| n.rsplit_once('.')).map(|(_, e)| e.to_ascii_lowercase());
+    match ext.as_deref() {
+        Some("jsonl") | Some("ndjson") => Ok(DataFormat::Jsonl),
+        Some("csv") => Ok(DataFormat::Csv),
+        Some("tsv") => Ok(DataFormat::GlueTsv),
+        Some("json") => Ok(DataFormat::BigBench),
+        _ => Err(invalid_field("format", "say which format the file is in: jsonl, csv, glue_tsv or bigbench")),
+    }
+}
+
+fn parse_split(s: &str) -> ApiResult<Split> {
+    match s {
+        "train" => Ok(Split::Train),
+        "validation" | "dev" => Ok(Split::Validation),
+        "test" => Ok(Split::Test),
+        other => Err(invalid_field("split", format!("unknown split {other:?}; use train, validation or test"))),
+    }
+}
+
+pub async fn upload(State(st): State<AppState>, Auth(team): Auth, mp: Multipart) -> ApiResult<(StatusCode, Json<Value>)> {
+    let form = read_form(mp, st.config.max_upload_bytes).await?;
+    let file = form.file.clone().ok_or_else(|| invalid_field("file", "no file was attached (multipart field `file`)"))?;
+    if file.is_empty() {
+        return Err(invalid_field("file", "the file is empty"));
+    }
+    let name = form.name.clone().or_else(|| form.file_name.clone()).ok_or_else(|| invalid_field("name", "give the dataset a name"))?;
+    if name.len() > 200 || name.chars().any(char::is_control) {
+        return Err(invalid_field("name", "1 to 200 printable characters"));
+    }
+    let format = pick_format(&form)?;
+    let family_raw = form.task_family.clone().unwrap_or_else(|| "classification".into());
+    let family = TaskFamily::parse(&family_raw).ok_or_else(|| {
+        invalid_field("task_family", format!("unknown task family {family_raw:?}; use classification, regression, summarization or instruction"))
+    })?;
+    let mut opts = ParseOptions::new(format, family);
+    opts.glue_task = form.glue_task.clone();
+    opts.text_column = form.text_column.clone();
+    opts.text_pair_column = form.text_pair_column.clone();
+    opts.label_column = form.label_column.clone();
+    opts.default_split = form.split.as_deref().map(parse_split).transpose()?;
+
+    let parse_input = file.clone();
+    let parse_opts = opts.clone();
+    let parsed: ParsedDataset = tokio::task::spawn_blocking(move || dataset::parse(&parse_input, &parse_opts))
+        .await
+        .map_err(AppError::internal)?
+        .map_err(|invalid| {
+            let first = invalid.errors.first().map(|e| format!("line {}: {}", e.line, e.message)).unwrap_or_default();
+            AppError::unprocessable("invalid_dataset", format!("the file has {} problem(s); first: {first}", invalid.errors.len()))
+                .with_details(json!({ "errors": invalid.errors }))
+        })?;
+
+    let id = Uuid::new_v4();
+    let ext = match format {
+        DataFormat::Jsonl => "jsonl",
+        DataFormat::Csv => "csv",
+        DataFormat::GlueTsv => "tsv",
+        DataFormat::BigBench => "json",
+    };
+    let uri = format!("datasets/{}/{id}.{ext}", team.id);
+    let sha256 = rankfit_store::sha256_hex(&file);
+    let bytes = file.len() as i64;
+    st.artifacts.put(&uri, file).await?;
+    let new = NewDataset {
+        id,
+        team_id: team.id,
+        name,
+        task_family: family.as_str().to_string(),
+        format: format.as_str().to_string(),
+        parse_options: serde_json::to_value(&opts).map_err(AppError::internal)?,
+        label_set: json!(parsed.label_set),
+        row_count: parsed.examples.len() as i64,
+        splits: json!(parsed.report.rows_per_split),
+        bytes,
+        sha256,
+        uri: uri.clone(),
+        report: serde_json::to_value(&parsed.report).map_err(AppError::internal)?,
+    };
+    match datasets::insert(&st.pool, &new).await {
+        Ok(row) => Ok((StatusCode::CREATED, Json(json!({ "dataset": row })))),
+        Err(e) => {
+            if let Err(cleanup) = st.artifacts.delete(&uri).await {
+                tracing::error!("could not remove {uri} after a failed insert: {cleanup}");
+            }
+            Err(e.into())
+        }
+    }
+}
+
+pub async fn list(State(st): State<AppState>, Auth(team): Auth) -> ApiResult<Json<Value>> {
+    let rows: Vec<DatasetRow> = datasets::list(&st.pool, team.id).await?;
+    Ok(Json(json!({ "datasets": rows })))
+}
+
+pub async fn get(State(st): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let id = super::parse_id(&id, "dataset")?;
+    let row = datasets::get(&st.pool, team.id, id).await.map_err(not_found)?;
+    Ok(Json(json!({ "dataset": row })))
+}
+
+pub async fn delete(State(st): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    let id = super::parse_id(&id, "dataset")?;
+    let uri = datasets::delete(&st.pool, team.id, id).await.map_err(not_found)?;
+    st.artifacts.delete(&uri).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn not_found(e: rankfit_store::StoreError) -> AppError {
+    match e {
+        rankfit_store::StoreError::NotFound => AppError::not_found("dataset"),
+        other => other.into(),
+    }
+}

@@ -1,0 +1,73 @@
+//! REST API, JSON, under `/api/v1`; every route but the OpenAPI document needs a team token.
+
+mod catalog;
+mod datasets;
+mod openapi;
+mod runs;
+mod teams;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::AppState;
+
+pub fn router(state: AppState) -> Router<AppState> {
+    // Uploads enforce their own streaming cap (ServerConfig::max_upload_bytes).
+    let uploads = Router::new().route("/datasets", post(datasets::upload).get(datasets::list)).layer(DefaultBodyLimit::disable());
+    Router::new()
+        .route("/openapi.json", get(openapi::document))
+        .route("/me", get(teams::me))
+        .route("/teams", post(teams::create).get(teams::list))
+        .route("/tokens", post(teams::issue_token))
+        .route("/tokens/{id}", axum::routing::delete(teams::revoke_token))
+        .merge(uploads)
+        .route("/datasets/{id}", get(datasets::get).delete(datasets::delete))
+        .route("/runs", post(runs::create).get(runs::list))
+        .route("/runs/{id}", get(runs::get))
+        .route("/runs/{id}/cancel", post(runs::cancel))
+        .route("/runs/{id}/metrics", get(runs::metrics))
+        .route("/runs/{id}/rank-map", get(runs::rank_map))
+        .route("/runs/{id}/events", get(runs::events))
+        .route("/runs/{id}/artifacts", get(runs::artifacts))
+        .route("/runs/{id}/adapter", get(runs::download_adapter))
+        .route("/models", get(catalog::models))
+        .route("/tasks", get(catalog::tasks))
+        .route("/leaderboards", get(catalog::leaderboard))
+        .fallback(|| async { crate::AppError::not_found("API route") })
+        .with_state(state)
+}
+
+/// Parses a path id, with a clear 400 instead of axum's plain-text rejection.
+pub(crate) fn parse_id(raw: &str, what: &str) -> crate::ApiResult<uuid::Uuid> {
+    raw.parse().map_err(|_| crate::AppError::bad_request(format!("{what} id {raw:?} is not a UUID")))
+}
+
+/// A JSON body whose decoding errors are reported in our error format (422 with the
+/// serde message, which names the field) instead of axum's plain-text rejection.
+pub(crate) struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for JsonBody<T> {
+    type Rejection = crate::AppError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        if !is_json {
+            return Err(crate::AppError::new(
+                axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as JSON with `Content-Type: application/json`",
+            ));
+        }
+        let bytes = bytes::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| crate::AppError::bad_request(format!("could not read the body: {e}")))?;
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| crate::AppError::unprocessable("invalid_json", format!("request body: {e}")))
+    }
+}

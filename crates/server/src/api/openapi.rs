@@ -1,0 +1,78 @@
+//! The OpenAPI 3.1 description of `/api/v1`, served at `/api/v1/openapi.json`.
+
+use axum::Json;
+use serde_json::{json, Value};
+
+fn op(summary: &str, tag: &str) -> Value {
+    json!({ "summary": summary, "tags": [tag], "responses": { "200": { "description": "OK" }, "default": { "$ref": "#/components/responses/Error" } } })
+}
+
+fn with_params(mut v: Value, params: &[(&str, &str, bool)]) -> Value {
+    v["parameters"] = params.iter().map(|(name, loc, req)| json!({ "name": name, "in": loc, "required": req, "schema": { "type": "string" } })).collect();
+    v
+}
+
+pub async fn document() -> Json<Value> {
+    let id = [("id", "path", true)];
+    Json(json!({
+        "openapi": "3.1.0",
+        "info": { "title": "rankfit API", "version": env!("CARGO_PKG_VERSION"),
+                  "description": "Adaptive-rank LoRA fine-tuning: datasets, runs, rank maps, leaderboards, adapters." },
+        "servers": [{ "url": "/api/v1" }],
+        "security": [{ "bearer": [] }],
+        "paths": {
+            "/me": { "get": op("The team of the token", "teams") },
+            "/teams": { "post": op("Create a team and its first token (admin)", "teams"), "get": op("List teams (admin)", "teams") },
+            "/tokens": { "post": op("Issue another token for your team", "teams") },
+            "/tokens/{id}": { "delete": with_params(op("Revoke a token", "teams"), &id) },
+            "/datasets": {
+                "post": {
+                    "summary": "Upload and validate a dataset (multipart: file, name, format, task_family, glue_task, text_column, text_pair_column, label_column, split)",
+                    "tags": ["datasets"],
+                    "requestBody": { "content": { "multipart/form-data": { "schema": { "type": "object", "required": ["file"],
+                        "properties": { "file": { "type": "string", "format": "binary" }, "name": { "type": "string" },
+                            "format": { "enum": ["jsonl", "csv", "glue_tsv", "bigbench"] },
+                            "task_family": { "enum": ["classification", "regression", "summarization", "instruction"] },
+                            "glue_task": { "type": "string" }, "split": { "enum": ["train", "validation", "test"] } } } } } },
+                    "responses": { "201": { "description": "Created" }, "413": { "$ref": "#/components/responses/Error" }, "422": { "$ref": "#/components/responses/Error" } }
+                },
+                "get": op("List your datasets", "datasets")
+            },
+            "/datasets/{id}": { "get": with_params(op("Get a dataset with its validation report", "datasets"), &id),
+                                "delete": with_params(op("Delete a dataset no run uses", "datasets"), &id) },
+            "/runs": {
+                "post": { "summary": "Queue a run", "tags": ["runs"],
+                          "requestBody": { "content": { "application/json": { "schema": { "$ref": "#/components/schemas/CreateRun" } } } },
+                          "responses": { "201": { "description": "Created" }, "422": { "$ref": "#/components/responses/Error" } } },
+                "get": with_params(op("List runs", "runs"), &[("status", "query", false), ("method", "query", false), ("dataset_id", "query", false),
+                        ("base_model", "query", false), ("budget", "query", false), ("limit", "query", false), ("offset", "query", false)])
+            },
+            "/runs/{id}": { "get": with_params(op("Get a run with evaluations and artifacts", "runs"), &id) },
+            "/runs/{id}/cancel": { "post": with_params(op("Cancel a queued or running run", "runs"), &id) },
+            "/runs/{id}/metrics": { "get": with_params(op("All metric points", "runs"), &id) },
+            "/runs/{id}/rank-map": { "get": with_params(op("Rank snapshots over time", "runs"), &id) },
+            "/runs/{id}/artifacts": { "get": with_params(op("Artifacts of a run", "runs"), &id) },
+            "/runs/{id}/events": { "get": with_params(op("Server-sent events (status, metrics, ranks, eval, checkpoint, log); resumable with Last-Event-ID", "runs"), &[("id", "path", true), ("after", "query", false)]) },
+            "/runs/{id}/adapter": { "get": with_params(op("Download the adapter: format=peft|lora|merged", "adapters"), &[("id", "path", true), ("format", "query", false)]) },
+            "/models": { "get": op("Base models", "catalog") },
+            "/tasks": { "get": op("Task families, methods, upload formats", "catalog") },
+            "/leaderboards": { "get": with_params(op("Best run per method/model/budget on a dataset", "leaderboards"),
+                &[("dataset_id", "query", true), ("budget", "query", false), ("split", "query", false), ("metric", "query", false), ("method", "query", false), ("base_model", "query", false)]) }
+        },
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
+            "responses": { "Error": { "description": "Error", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } } },
+            "schemas": {
+                "Error": { "type": "object", "properties": { "error": { "type": "object", "required": ["code", "message"],
+                    "properties": { "code": { "type": "string" }, "message": { "type": "string" }, "details": {} } } } },
+                "CreateRun": { "type": "object", "required": ["dataset_id", "method", "budget"], "properties": {
+                    "dataset_id": { "type": "string", "format": "uuid" }, "base_model": { "type": "string" },
+                    "method": { "enum": ["lora", "adalora", "salientlora", "alora", "rolora"] },
+                    "budget": { "type": "integer", "minimum": 1, "maximum": 128, "description": "target average rank per adapted module" },
+                    "seed": { "type": "integer" }, "name": { "type": "string" }, "priority": { "type": "integer" },
+                    "max_attempts": { "type": "integer" }, "training": { "type": "object" }, "method_config": { "type": "object" },
+                    "continue_from": { "type": "string", "format": "uuid" } } }
+            }
+        }
+    }))
+}

@@ -1,0 +1,310 @@
+//! Runs: create (validated against the dataset and model), list, get, cancel, metrics,
+//! rank maps, artifacts, adapter download and the SSE event stream.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures::Stream;
+use rankfit_domain::catalog;
+use rankfit_domain::run::{Method, MethodConfig, RunConfig, RunStatus, TrainingConfig};
+use rankfit_domain::task::TaskFamily;
+use rankfit_store::runs::{self, NewRun, RunFilter};
+use rankfit_store::{artifacts, datasets, events, StoreError};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::{parse_id, JsonBody};
+use crate::auth::Auth;
+use crate::{ApiResult, AppError, AppState};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRun {
+    dataset_id: Uuid,
+    base_model: Option<String>,
+    method: String,
+    /// Target average rank per adapted module (equal-budget comparisons share it).
+    budget: u32,
+    seed: Option<u64>,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    priority: i32,
+    max_attempts: Option<i32>,
+    #[serde(default)]
+    training: Option<Value>,
+    #[serde(default)]
+    method_config: Option<Value>,
+    continue_from: Option<Uuid>,
+}
+
+fn field_error(field: &str, message: impl Into<String>) -> AppError {
+    AppError::unprocessable("invalid_field", format!("{field}: {}", message.into())).with_details(json!({ "field": field }))
+}
+
+/// Builds and validates the run config from the request's parts.
+fn build_config(body: &CreateRun) -> ApiResult<(Method, RunConfig)> {
+    let method = Method::parse(&body.method).ok_or_else(|| {
+        field_error("method", format!("unknown method {:?}; use one of lora, adalora, salientlora, alora, rolora", body.method))
+    })?;
+    let training: TrainingConfig = match &body.training {
+        None => TrainingConfig::default(),
+        Some(v) => serde_json::from_value(v.clone()).map_err(|e| field_error("training", e.to_string()))?,
+    };
+    let method_config = match &body.method_config {
+        None => MethodConfig::default_for(method),
+        Some(Value::Object(m)) => {
+            let mut m = m.clone();
+            m.insert("method".into(), json!(method.as_str()));
+            serde_json::from_value(Value::Object(m)).map_err(|e| field_error("method_config", e.to_string()))?
+        }
+        Some(_) => return Err(field_error("method_config", "must be a JSON object")),
+    };
+    let config = RunConfig { training, method: method_config };
+    config.validate(body.budget).map_err(|e| field_error(&e.field, e.message))?;
+    Ok((method, config))
+}
+
+pub async fn create(State(st): State<AppState>, Auth(team): Auth, JsonBody(body): JsonBody<CreateRun>) -> ApiResult<(StatusCode, Json<Value>)> {
+    let (method, config) = build_config(&body)?;
+    let dataset = datasets::get(&st.pool, team.id, body.dataset_id).await.map_err(|e| match e {
+        StoreError::NotFound => field_error("dataset_id", "no dataset with this id in your team"),
+        other => other.into(),
+    })?;
+    let family = TaskFamily::parse(&dataset.task_family).ok_or_else(|| AppError::internal("dataset with unknown task family"))?;
+    let model_id = body.base_model.clone().unwrap_or_else(|| {
+        catalog::BASE_MODELS.iter().find(|m| m.architecture.serves(family)).map(|m| m.id.to_string()).unwrap_or_default()
+    });
+    let model = catalog::base_model(&model_id).ok_or_else(|| {
+        let known: Vec<&str> = catalog::BASE_MODELS.iter().map(|m| m.id).collect();
+        field_error("base_model", format!("unknown base model {model_id:?}; known: {known:?}"))
+    })?;
+    if !model.architecture.serves(family) {
+        return Err(field_error(
+            "base_model",
+            format!("{} is a {} model and cannot train a {family} dataset", model.id, model.architecture.as_str()),
+        ));
+    }
+    let max_attempts = body.max_attempts.unwrap_or(3);
+    if !(1..=20).contains(&max_attempts) {
+        return Err(field_error("max_attempts", "must be in 1..=20"));
+    }
+    if !(-1000..=1000).contains(&body.priority) {
+        return Err(field_error("priority", "must be in -1000..=1000"));
+    }
+    if body.name.len() > 200 {
+        return Err(field_error("name", "at most 200 characters"));
+    }
+    let new = NewRun {
+        team_id: team.id,
+        dataset_id: dataset.id,
+        base_model_id: model.id.to_string(),
+        method: method.as_str().to_string(),
+        config: serde_json::to_value(&config).map_err(AppError::internal)?,
+        budget: body.budget as i32,
+        seed: body.seed.unwrap_or(42) as i64,
+        name: body.name.clone(),
+        priority: body.priority,
+        max_attempts,
+        continue_from: body.continue_from,
+    };
+    let run = runs::create(&st.pool, &new).await.map_err(|e| match e {
+        StoreError::NotFound => field_error("continue_from", "no run with this id in your team"),
+        other => other.into(),
+    })?;
+    Ok((StatusCode::CREATED, Json(json!({ "run": run }))))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    status: Option<String>,
+    method: Option<String>,
+    dataset_id: Option<Uuid>,
+    base_model: Option<String>,
+    budget: Option<i32>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+pub async fn list(State(st): State<AppState>, Auth(team): Auth, Query(q): Query<ListQuery>) -> ApiResult<Json<Value>> {
+    let status = q
+        .status
+        .as_deref()
+        .map(|s| RunStatus::parse(s).ok_or_else(|| field_error("status", format!("unknown status {s:?}"))))
+        .transpose()?;
+    let method = q
+        .method
+        .as_deref()
+        .map(|m| Method::parse(m).map(|m| m.as_str().to_string()).ok_or_else(|| field_error("method", format!("unknown method {m:?}"))))
+        .transpose()?;
+    let filter = RunFilter {
+        status,
+        method,
+        dataset_id: q.dataset_id,
+        base_model_id: q.base_model,
+        budget: q.budget,
+        limit: q.limit.unwrap_or(100),
+        offset: q.offset.unwrap_or(0),
+    };
+    Ok(Json(json!({ "runs": runs::list(&st.pool, team.id, &filter).await? })))
+}
+
+async fn owned_run(st: &AppState, team_id: Uuid, raw: &str) -> ApiResult<runs::RunRow> {
+    let id = parse_id(raw, "run")?;
+    runs::get(&st.pool, team_id, id).await.map_err(|e| match e {
+        StoreError::NotFound => AppError::not_found("run"),
+        other => other.into(),
+    })
+}
+
+pub async fn get(State(st): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let run = owned_run(&st, team.id, &id).await?;
+    let evaluations = runs::evaluations(&st.pool, run.id).await?;
+    let artifacts = artifacts::list(&st.pool, run.id).await?;
+    Ok(Json(json!({ "run": run, "evaluations": evaluations, "artifacts": artifacts })))
+}
+
+pub async fn cancel(State(st): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let run = owned_run(&st, team.id, &id).await?;
+    let run = runs::cancel(&st.pool, team.id, run.id).await?;
+    Ok(Json(json!({ "run": run })))
+}
+
+pub async fn metrics(State(st): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let run = owned_run(&st, team.id, &id).await?;
+    Ok(Json(json!({ "run_id": run.id, "metrics": runs::metrics(&st.pool, run.id).await? })))
+}
+
+pub async fn rank_map(State(st): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let run = owned_run(&st, team.id, &id).await?;
+    let snapshots = runs::rank_snapshots(&st.pool, run.id).await?;
+    let latest = snapshots.last().cloned();
+    Ok(Json(json!({ "run_id": run.id, "latest": latest, "snapshots": snapshots })))
+}
+
+pub async fn artifacts(State(st): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let run = owned_run(&st, team.id, &id).await?;
+    Ok(Json(json!({ "artifacts": artifacts::list(&st.pool, run.id).await? })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdapterQuery {
+    format: Option<String>,
+}
+
+/// `format`: `peft` (the run's own method, PEFT layout, zip), `lora` (plain-LoRA
+/// re-expression, zip) or `merged` (base weights with the adapter merged, safetensors).
+pub async fn download_adapter(
+    State(st): State<AppState>,
+    Auth(team): Auth,
+    Path(id): Path<String>,
+    Query(q): Query<AdapterQuery>,
+) -> ApiResult<Response> {
+    let run = owned_run(&st, team.id, &id).await?;
+    let kind = match q.format.as_deref().unwrap_or("peft") {
+        "peft" => "adapter_peft",
+        "lora" => "adapter_lora",
+        "merged" => "adapter_merged",
+        other => return Err(field_error("format", format!("unknown format {other:?}; use peft, lora or merged"))),
+    };
+    let art = artifacts::get(&st.pool, run.id, kind).await.map_err(|e| match e {
+        StoreError::NotFound => AppError::not_found(&format!("{kind} artifact of this run (status: {})", run.status)),
+        other => other.into(),
+    })?;
+    let data = st.artifacts.get(&art.uri).await?;
+    let ext = art.uri.rsplit_once('.').map(|(_, e)| e).unwrap_or("bin");
+    let content_type = if ext == "zip" { "application/zip" } else { "application/octet-stream" };
+    let filename = format!("rankfit-{}-{}.{ext}", run.id, kind);
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type.to_string()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{filename}\"")),
+            (header::HeaderName::from_static("x-content-sha256"), art.sha256.clone()),
+        ],
+        Body::from(data),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+pub struct EventsQuery {
+    after: Option<i64>,
+}
+
+/// Typed, replayable events (`status`, `metrics`, `ranks`, `eval`, `checkpoint`, `log`):
+/// each SSE event's id is its position in the run's log, so a client that reconnects
+/// with `Last-Event-ID` (or `?after=`) gets exactly what it missed. The stream ends
+/// after the run's terminal status event.
+pub async fn events(
+    State(st): State<AppState>,
+    Auth(team): Auth,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Query(q): Query<EventsQuery>,
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    let run = owned_run(&st, team.id, &id).await?;
+    let header_id = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<i64>().ok());
+    let after = header_id.or(q.after).unwrap_or(0);
+    struct Cursor {
+        st: AppState,
+        run_id: Uuid,
+        after: i64,
+        buf: VecDeque<events::EventRow>,
+        rx: tokio::sync::broadcast::Receiver<Uuid>,
+        finished: bool,
+    }
+    let cursor = Cursor { rx: st.events.subscribe(), st, run_id: run.id, after, buf: VecDeque::new(), finished: false };
+    let stream = futures::stream::unfold(cursor, |mut c| async move {
+        loop {
+            if let Some(ev) = c.buf.pop_front() {
+                c.after = ev.id;
+                let terminal = ev.kind == "status"
+                    && ev.data.0.get("status").and_then(Value::as_str).and_then(RunStatus::parse).is_some_and(RunStatus::is_terminal);
+                if terminal {
+                    c.finished = true;
+                }
+                let sse = Event::default().id(ev.id.to_string()).event(ev.kind.clone()).data(ev.data.0.to_string());
+                return Some((Ok(sse), c));
+            }
+            if c.finished {
+                return None;
+            }
+            match events::since(&c.st.pool, c.run_id, c.after, 500).await {
+                Ok(rows) if !rows.is_empty() => {
+                    c.buf.extend(rows);
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!("event stream of {}: {e}", c.run_id);
+                }
+            }
+            // Wait for a notification about this run, or poll again after a while.
+            let wait = async {
+                loop {
+                    match c.rx.recv().await {
+                        Ok(id) if id == c.run_id => break,
+                        Ok(_) => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                            tokio::time::sleep(Duration::from_secs(2)).await;
+                            break;
+                        }
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(3), wait).await;
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}

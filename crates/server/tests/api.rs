@@ -1,0 +1,253 @@
+//! The REST API end to end: a real server on a loopback port, a real PostgreSQL.
+
+use std::path::PathBuf;
+
+use rankfit_server::{AppState, ServerConfig};
+use rankfit_store::testing::TestDb;
+use rankfit_store::{teams, ArtifactStore};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+struct Api {
+    base: String,
+    http: reqwest::Client,
+    db: TestDb,
+    artifacts_dir: tempfile::TempDir,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn start(max_upload_bytes: usize) -> Api {
+    let db = TestDb::new().await;
+    let artifacts_dir = tempfile::tempdir().unwrap();
+    let store = ArtifactStore::open(artifacts_dir.path().to_str().unwrap()).unwrap();
+    let config = ServerConfig { max_upload_bytes, ..Default::default() };
+    let state = AppState::new(db.pool.clone(), store, config).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/api/v1", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(rankfit_server::serve(listener, state, async move {
+        let _ = rx.await;
+    }));
+    Api { base, http: reqwest::Client::new(), db, artifacts_dir, _stop: tx }
+}
+
+impl Api {
+    async fn team(&self, name: &str, admin: bool) -> String {
+        let team = teams::create_team(&self.db.pool, name, admin).await.unwrap();
+        teams::issue_token(&self.db.pool, team.id, "test").await.unwrap().secret
+    }
+
+    async fn upload(&self, token: &str, name: &str, file_name: &str, content: &[u8], fields: &[(&str, &str)]) -> (StatusCode, Value) {
+        let mut form = reqwest::multipart::Form::new().text("name", name.to_string());
+        for (k, v) in fields {
+            form = form.text(k.to_string(), v.to_string());
+        }
+        form = form.part("file", reqwest::multipart::Part::bytes(content.to_vec()).file_name(file_name.to_string()));
+        let resp = self.http.post(format!("{}/datasets", self.base)).bearer_auth(token).multipart(form).send().await.unwrap();
+        (resp.status(), resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, token: &str, path: &str) -> (StatusCode, Value) {
+        let resp = self.http.get(format!("{}{path}", self.base)).bearer_auth(token).send().await.unwrap();
+        (resp.status(), resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post(&self, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
+        let resp = self.http.post(format!("{}{path}", self.base)).bearer_auth(token).json(&body).send().await.unwrap();
+        (resp.status(), resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn count(&self, table: &str) -> i64 {
+        sqlx::query_scalar(&format!("select count(*) from {table}")).fetch_one(&self.db.pool).await.unwrap()
+    }
+
+    fn stored_files(&self) -> Vec<PathBuf> {
+        fn walk(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
+            for e in std::fs::read_dir(dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    walk(&p, out)
+                } else {
+                    out.push(p)
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(self.artifacts_dir.path(), &mut out);
+        out
+    }
+}
+
+fn sentiment_jsonl(rows: usize) -> String {
+    (0..rows)
+        .map(|i| {
+            let (text, label) = if i % 2 == 0 { (format!("a truly wonderful film, number {i}"), "positive") } else { (format!("a dull and tiresome film, number {i}"), "negative") };
+            json!({"text": text, "label": label}).to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn error_code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("<no error code>")
+}
+
+#[tokio::test]
+async fn requests_without_a_valid_token_are_rejected() {
+    let api = start(1 << 20).await;
+    let resp = api.http.get(format!("{}/runs", api.base)).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(error_code(&body), "unauthorized");
+    let (status, _) = api.get("rf_not_a_token", "/runs").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, doc) = api.get("", "/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert!(doc["paths"]["/runs"]["post"].is_object());
+}
+
+#[tokio::test]
+async fn upload_round_trip_and_validation_report() {
+    let api = start(1 << 20).await;
+    let token = api.team("uploaders", false).await;
+    let (status, body) = api.upload(&token, "sentiment", "s.jsonl", sentiment_jsonl(40).as_bytes(), &[]).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let ds = &body["dataset"];
+    assert_eq!(ds["row_count"], 40);
+    assert_eq!(ds["format"], "jsonl");
+    assert_eq!(ds["label_set"], json!(["negative", "positive"]));
+    assert_eq!(ds["report"]["label_distribution"]["positive"], 20);
+    let id = ds["id"].as_str().unwrap();
+    let (status, got) = api.get(&token, &format!("/datasets/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(got["dataset"]["sha256"], ds["sha256"]);
+    assert_eq!(api.stored_files().len(), 1);
+    // Same name again: 409, and nothing new stored.
+    let (status, body) = api.upload(&token, "sentiment", "s.jsonl", sentiment_jsonl(40).as_bytes(), &[]).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(api.count("dataset").await, 1);
+    assert_eq!(api.stored_files().len(), 1, "a rejected upload leaves no file");
+    // Delete removes row and file.
+    let resp = api.http.delete(format!("{}/datasets/{id}", api.base)).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert_eq!(api.count("dataset").await, 0);
+    assert!(api.stored_files().is_empty());
+}
+
+#[tokio::test]
+async fn malformed_uploads_are_rejected_with_line_numbers_and_leave_nothing() {
+    let api = start(4096).await;
+    let token = api.team("careless", false).await;
+    let mut bad = sentiment_jsonl(10);
+    bad.push_str("\n{\"text\": \"broken\", \"label\": \n");
+    let (status, body) = api.upload(&token, "bad-json", "b.jsonl", bad.as_bytes(), &[]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(error_code(&body), "invalid_dataset");
+    assert_eq!(body["error"]["details"]["errors"][0]["line"], 11, "{body}");
+
+    let (status, body) = api.upload(&token, "no-label", "n.jsonl", b"{\"text\": \"hello\"}\n{\"text\": \"there\"}\n", &[]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+
+    let (status, body) = api.upload(&token, "bad-utf8", "u.jsonl", b"{\"text\": \"\xff\xfe\", \"label\": \"a\"}\n", &[]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+
+    let (status, body) = api.upload(&token, "what", "w.bin", b"12345", &[]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["details"]["field"], "format");
+
+    let big = "x".repeat(10_000);
+    let (status, body) = api.upload(&token, "huge", "h.jsonl", big.as_bytes(), &[]).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(error_code(&body), "upload_too_large");
+
+    assert_eq!(api.count("dataset").await, 0, "no rows left behind");
+    assert!(api.stored_files().is_empty(), "no files left behind");
+}
+
+#[tokio::test]
+async fn runs_are_validated_listed_cancelled_and_scoped_to_their_team() {
+    let api = start(1 << 20).await;
+    let a = api.team("team-a", false).await;
+    let b = api.team("team-b", false).await;
+    let (_, body) = api.upload(&a, "s", "s.jsonl", sentiment_jsonl(30).as_bytes(), &[]).await;
+    let ds = body["dataset"]["id"].as_str().unwrap().to_string();
+
+    // Field-named validation errors.
+    let (status, body) = api.post(&a, "/runs", json!({"dataset_id": ds, "method": "lora", "budget": 100000})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"]["details"]["field"], "budget");
+    let (status, body) = api.post(&a, "/runs", json!({"dataset_id": ds, "method": "magic", "budget": 4})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"]["details"]["field"], "method");
+    let (status, body) =
+        api.post(&a, "/runs", json!({"dataset_id": ds, "method": "adalora", "budget": 8, "method_config": {"init_r": 2}})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"]["details"]["field"], "method.init_r");
+    let (status, body) =
+        api.post(&a, "/runs", json!({"dataset_id": ds, "method": "lora", "budget": 4, "training": {"learning_rate": -1}})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"]["details"]["field"], "training.learning_rate");
+    let (status, body) =
+        api.post(&a, "/runs", json!({"dataset_id": ds, "method": "lora", "budget": 4, "base_model": "smollm2-135m-instruct"})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"]["details"]["field"], "base_model");
+    // Team B cannot launch on team A's dataset.
+    let (status, body) = api.post(&b, "/runs", json!({"dataset_id": ds, "method": "lora", "budget": 4})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"]["details"]["field"], "dataset_id");
+    assert_eq!(api.count("run").await, 0);
+
+    let (status, body) = api.post(&a, "/runs", json!({"dataset_id": ds, "method": "adalora", "budget": 4, "seed": 3})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let run = body["run"]["id"].as_str().unwrap().to_string();
+    assert_eq!(body["run"]["status"], "queued");
+    assert_eq!(body["run"]["config"]["method"]["init_r"], Value::Null);
+    assert_eq!(body["run"]["config"]["method"]["beta1"], 0.85);
+
+    let (_, list) = api.get(&a, "/runs?status=queued&method=adalora").await;
+    assert_eq!(list["runs"].as_array().unwrap().len(), 1);
+    let (_, list) = api.get(&a, "/runs?status=running").await;
+    assert!(list["runs"].as_array().unwrap().is_empty());
+    let (status, _) = api.get(&a, "/runs?status=bogus").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Team B sees nothing of team A.
+    for path in [format!("/runs/{run}"), format!("/runs/{run}/metrics"), format!("/runs/{run}/rank-map"), format!("/datasets/{ds}"), format!("/runs/{run}/adapter")] {
+        let (status, body) = api.get(&b, &path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+    }
+    let (_, list) = api.get(&b, "/runs").await;
+    assert!(list["runs"].as_array().unwrap().is_empty());
+    let (_, list) = api.get(&b, "/datasets").await;
+    assert!(list["datasets"].as_array().unwrap().is_empty());
+    let (status, _) = api.post(&b, &format!("/runs/{run}/cancel"), json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Team A cancels its queued run; cancelling again conflicts.
+    let (status, body) = api.post(&a, &format!("/runs/{run}/cancel"), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["run"]["status"], "cancelled");
+    let (status, _) = api.post(&a, &format!("/runs/{run}/cancel"), json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    // A dataset with runs cannot be deleted.
+    let resp = api.http.delete(format!("{}/datasets/{ds}", api.base)).bearer_auth(&a).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn only_admins_create_teams() {
+    let api = start(1 << 20).await;
+    let admin = api.team("admins", true).await;
+    let user = api.team("users", false).await;
+    let (status, _) = api.post(&user, "/teams", json!({"name": "x"})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = api.post(&admin, "/teams", json!({"name": "newcomers"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let token = body["token"]["secret"].as_str().unwrap();
+    let (status, me) = api.get(token, "/me").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(me["team"]["name"], "newcomers");
+    let (status, _) = api.post(&admin, "/teams", json!({"name": "newcomers"})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+}

@@ -1,0 +1,62 @@
+//! Test support: a real PostgreSQL for every test, with no set-up by hand.
+//!
+//! The first test of any test binary starts the managed cluster under
+//! `$RANKFIT_TEST_PG_DIR` (default `<target>/rankfit-test-pg`); every test then gets a
+//! database of its own, freshly migrated. Set `RANKFIT_TEST_DATABASE_URL` to use an
+//! existing server instead (a database is still created per test).
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use sqlx::{Connection, PgConnection, PgPool};
+
+use crate::cluster::ManagedCluster;
+
+static CLUSTER: OnceLock<Result<String, String>> = OnceLock::new();
+
+fn default_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("RANKFIT_TEST_PG_DIR") {
+        return PathBuf::from(d);
+    }
+    // Tests run with the crate as cwd; the workspace target dir is two levels up.
+    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target")
+    });
+    target.join("rankfit-test-pg")
+}
+
+/// URL of the maintenance database of the test server (starting it if needed).
+pub fn server_url() -> String {
+    CLUSTER
+        .get_or_init(|| {
+            if let Ok(url) = std::env::var("RANKFIT_TEST_DATABASE_URL") {
+                return Ok(url);
+            }
+            ManagedCluster::ensure(&default_dir()).map(|c| c.url("postgres")).map_err(|e| e.to_string())
+        })
+        .clone()
+        .unwrap_or_else(|e| panic!("test PostgreSQL unavailable: {e}"))
+}
+
+/// A freshly created and migrated database, with its URL.
+pub struct TestDb {
+    pub pool: PgPool,
+    pub url: String,
+    pub name: String,
+}
+
+impl TestDb {
+    pub async fn new() -> TestDb {
+        let server = server_url();
+        let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = PgConnection::connect(&server).await.expect("connect to the test server");
+        sqlx::query(&format!("create database {name}")).execute(&mut admin).await.expect("create test database");
+        admin.close().await.ok();
+        let url = match server.rsplit_once('/') {
+            Some((base, _)) => format!("{base}/{name}"),
+            None => panic!("unexpected server url {server}"),
+        };
+        let pool = crate::connect(&url, 20).await.expect("connect + migrate the test database");
+        TestDb { pool, url, name }
+    }
+}

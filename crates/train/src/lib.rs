@@ -1,0 +1,102 @@
+//! Adapter training: the one entry point the worker calls is [`train`].
+//!
+//! Everything here is synchronous and generic over the burn backend; the worker runs
+//! it on a dedicated thread and relays [`TrainEvent`]s to the database.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+
+use rankfit_domain::dataset::ParsedDataset;
+use rankfit_domain::rank::RankMap;
+use rankfit_domain::run::RunConfig;
+use serde::{Deserialize, Serialize};
+
+/// Sub-directory of `TrainJob::work_dir` holding the latest resumable checkpoint. The
+/// trainer writes it completely (e.g. into a temporary dir renamed into place) before it
+/// emits [`TrainEvent::Checkpoint`]; the worker then uploads it, and on a resumed attempt
+/// restores it here before calling [`train`] again.
+pub const CHECKPOINT_DIR: &str = "checkpoint";
+
+/// Everything needed to train one run.
+#[derive(Debug, Clone)]
+pub struct TrainJob {
+    pub run_id: uuid::Uuid,
+    pub base_model: String,
+    pub config: RunConfig,
+    /// Target average rank per adapted module.
+    pub budget: u32,
+    pub seed: u64,
+    pub dataset: ParsedDataset,
+    /// Where `rankfit assets fetch` put the model packages.
+    pub assets_dir: PathBuf,
+    /// Private scratch dir of this run: checkpoints and exported files go here.
+    pub work_dir: PathBuf,
+}
+
+/// Progress reported while training; the worker stores each one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TrainEvent {
+    Metric { step: u64, split: String, name: String, value: f64 },
+    Ranks(RankMap),
+    Checkpoint { step: u64 },
+    Log { message: String },
+}
+
+/// Kind of an exported file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ArtifactKind {
+    /// PEFT-format adapter of the run's own method (zip: adapter_config.json + adapter_model.safetensors).
+    AdapterPeft,
+    /// An adaptive run re-expressed as plain LoRA with per-module ranks (for vLLM/LoRAX).
+    AdapterLora,
+    /// Base weights with the adapter merged in (safetensors).
+    AdapterMerged,
+    Checkpoint,
+}
+
+impl ArtifactKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ArtifactKind::AdapterPeft => "adapter_peft",
+            ArtifactKind::AdapterLora => "adapter_lora",
+            ArtifactKind::AdapterMerged => "adapter_merged",
+            ArtifactKind::Checkpoint => "checkpoint",
+        }
+    }
+}
+
+/// What a finished run produced.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainOutput {
+    /// split -> metric name -> value.
+    pub evaluations: Vec<(String, serde_json::Map<String, serde_json::Value>)>,
+    pub artifacts: Vec<(ArtifactKind, PathBuf)>,
+    /// Trainable parameters at start/peak/end, wall time, peak memory, ...
+    pub summary: serde_json::Value,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("method {0} is not available in this build of rankfit")]
+    MethodNotAvailable(String),
+    #[error("base model {0}: {1}")]
+    Model(String, String),
+    #[error("asset missing: {0}")]
+    AssetMissing(String),
+    #[error("dataset: {0}")]
+    Data(String),
+    #[error("cancelled")]
+    Cancelled,
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Trains `job`, calling `on_event` with progress and polling `cancel` between steps.
+pub fn train(job: &TrainJob, on_event: &mut dyn FnMut(TrainEvent), cancel: &AtomicBool) -> Result<TrainOutput, TrainError> {
+    let _ = (on_event, cancel);
+    Err(TrainError::MethodNotAvailable(job.config.method.method().display_name().to_string()))
+}

@@ -1,0 +1,359 @@
+//! The rankfit worker: claims runs from the PostgreSQL queue, trains each one on a
+//! dedicated OS thread through `rankfit_train::train`, and records what it reports.
+//!
+//! While a run trains, the async side heartbeats the lease every `lease / 3`. A lost
+//! lease (another worker took the run over after we stalled) stops training and writes
+//! nothing more; a cancel request stops training and marks the run cancelled.
+//! Checkpoints written by the trainer are uploaded to the artifact store, so a run
+//! whose worker died resumes on any machine from its last checkpoint.
+
+mod archive;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rankfit_domain::dataset::{self, ParseOptions};
+use rankfit_domain::run::RunConfig;
+use rankfit_store::queue::{self, Lease, Outcome};
+use rankfit_store::{artifacts, datasets, events, ArtifactStore, Pool, StoreError};
+use rankfit_train::{TrainEvent, TrainJob, TrainOutput};
+use sqlx::postgres::PgListener;
+use tokio::sync::{mpsc, watch};
+use uuid::Uuid;
+
+/// Worker settings.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Recorded as the lease owner (host:pid by default).
+    pub name: String,
+    pub lease: Duration,
+    /// Longest wait between queue polls when no notification arrives.
+    pub poll: Duration,
+    /// Base of the exponential backoff applied to runs whose lease expired.
+    pub backoff_base: Duration,
+    pub assets_dir: PathBuf,
+    /// Scratch space; each run gets `<work_root>/<run id>`.
+    pub work_root: PathBuf,
+    /// Stop after this many runs (tests, `rankfit demo`); None runs forever.
+    pub max_runs: Option<usize>,
+}
+
+impl WorkerConfig {
+    pub fn new(assets_dir: PathBuf, work_root: PathBuf) -> Self {
+        Self {
+            name: default_name(),
+            lease: Duration::from_secs(30),
+            poll: Duration::from_secs(5),
+            backoff_base: Duration::from_secs(5),
+            assets_dir,
+            work_root,
+            max_runs: None,
+        }
+    }
+}
+
+pub fn default_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "worker".into());
+    format!("{host}:{}", std::process::id())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+/// Runs the claim loop until `shutdown` turns true (or `max_runs` is reached).
+/// On shutdown a run in progress is stopped and released back to the queue.
+pub async fn run(pool: Pool, store: ArtifactStore, cfg: WorkerConfig, mut shutdown: watch::Receiver<bool>) -> Result<usize, WorkerError> {
+    let mut listener = match PgListener::connect_with(&pool).await {
+        Ok(mut l) => match l.listen(queue::QUEUED_CHANNEL).await {
+            Ok(()) => Some(l),
+            Err(e) => {
+                tracing::warn!("LISTEN failed ({e}); falling back to polling");
+                None
+            }
+        },
+        Err(e) => {
+            tracing::warn!("LISTEN connection failed ({e}); falling back to polling");
+            None
+        }
+    };
+    let mut done = 0usize;
+    tracing::info!(worker = %cfg.name, "worker started");
+    while !*shutdown.borrow() {
+        if cfg.max_runs.is_some_and(|m| done >= m) {
+            break;
+        }
+        for r in queue::reap(&pool, cfg.backoff_base).await? {
+            tracing::warn!(run = %r.id, status = %r.status, attempts = r.attempts, "expired lease reaped");
+        }
+        match queue::claim(&pool, &cfg.name, cfg.lease).await? {
+            Some(lease) => {
+                let id = lease.run.id;
+                tracing::info!(run = %id, attempt = lease.run.attempts, "claimed run");
+                process(&pool, &store, &cfg, lease, &mut shutdown).await?;
+                done += 1;
+            }
+            None => {
+                let notified = async {
+                    match listener.as_mut() {
+                        Some(l) => {
+                            if let Err(e) = l.recv().await {
+                                tracing::warn!("LISTEN connection lost ({e}); it reconnects on next use");
+                                tokio::time::sleep(Duration::from_secs(1)).await;
+                            }
+                        }
+                        None => std::future::pending::<()>().await,
+                    }
+                };
+                tokio::select! {
+                    _ = notified => {}
+                    _ = tokio::time::sleep(cfg.poll) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }
+    }
+    tracing::info!(worker = %cfg.name, runs = done, "worker stopped");
+    Ok(done)
+}
+
+/// Why the trainer was asked to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    None,
+    UserCancel,
+    LeaseLost,
+    Shutdown,
+}
+
+fn checkpoint_uri(run_id: Uuid) -> String {
+    format!("runs/{run_id}/checkpoint.zip")
+}
+
+/// Trains one leased run to a terminal state (or releases it on shutdown).
+async fn process(pool: &Pool, store: &ArtifactStore, cfg: &WorkerConfig, lease: Lease, shutdown: &mut watch::Receiver<bool>) -> Result<(), WorkerError> {
+    let run_id = lease.run.id;
+    let token = lease.token;
+    let job = match prepare(pool, store, cfg, &lease).await {
+        Ok(job) => job,
+        Err(message) => {
+            tracing::warn!(run = %run_id, "cannot start: {message}");
+            queue::finish(pool, run_id, token, &Outcome::Failed { error: message }).await?;
+            return Ok(());
+        }
+    };
+
+    let cancel = Arc::new(AtomicBool::new(false));
+    let (tx, mut rx) = mpsc::unbounded_channel::<TrainEvent>();
+    let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();
+    let thread_cancel = cancel.clone();
+    let thread_job = job.clone();
+    std::thread::Builder::new()
+        .name(format!("train-{run_id}"))
+        .spawn(move || {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let mut emit = |e: TrainEvent| {
+                    let _ = tx.send(e);
+                };
+                rankfit_train::train(&thread_job, &mut emit, &thread_cancel)
+            }));
+            let _ = done_tx.send(result);
+        })
+        .map_err(|e| StoreError::Corrupt(format!("cannot spawn the training thread: {e}")))?;
+
+    let mut stop = Stop::None;
+    let mut beat = tokio::time::interval(cfg.lease / 3);
+    beat.tick().await;
+    let result = loop {
+        tokio::select! {
+            Some(ev) = rx.recv() => {
+                if stop != Stop::LeaseLost {
+                    if let Err(e) = record_event(pool, store, &job, token, ev).await {
+                        tracing::warn!(run = %run_id, "recording an event failed: {e}");
+                    }
+                }
+            }
+            _ = beat.tick() => {
+                match queue::heartbeat(pool, run_id, token, cfg.lease).await {
+                    Ok(Some(b)) if b.cancel_requested && stop == Stop::None => {
+                        stop = Stop::UserCancel;
+                        cancel.store(true, Ordering::SeqCst);
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) => {
+                        tracing::warn!(run = %run_id, "lease lost; stopping this attempt");
+                        stop = Stop::LeaseLost;
+                        cancel.store(true, Ordering::SeqCst);
+                    }
+                    Err(e) => tracing::warn!(run = %run_id, "heartbeat failed: {e}"),
+                }
+            }
+            _ = shutdown.changed(), if stop == Stop::None => {
+                if *shutdown.borrow() {
+                    stop = Stop::Shutdown;
+                    cancel.store(true, Ordering::SeqCst);
+                }
+            }
+            r = &mut done_rx => break r,
+        }
+    };
+    // Drain what the trainer reported before it returned.
+    while let Ok(ev) = rx.try_recv() {
+        if stop != Stop::LeaseLost {
+            if let Err(e) = record_event(pool, store, &job, token, ev).await {
+                tracing::warn!(run = %run_id, "recording an event failed: {e}");
+            }
+        }
+    }
+    let result = match result {
+        Ok(Ok(r)) => r,
+        Ok(Err(panic)) => {
+            let msg = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(rankfit_train::TrainError::Other(format!("training crashed: {msg}")))
+        }
+        Err(_) => Err(rankfit_train::TrainError::Other("training thread vanished".into())),
+    };
+    match (stop, result) {
+        (Stop::LeaseLost, _) => Ok(()),
+        (Stop::Shutdown, _) => {
+            queue::release(pool, run_id, token).await?;
+            Ok(())
+        }
+        (Stop::UserCancel, _) | (_, Err(rankfit_train::TrainError::Cancelled)) => {
+            queue::finish(pool, run_id, token, &Outcome::Cancelled).await?;
+            Ok(())
+        }
+        (Stop::None, Ok(output)) => {
+            let outcome = match publish(pool, store, &job, token, &output).await {
+                Ok(()) => Outcome::Succeeded { summary: output.summary.clone() },
+                Err(e) => Outcome::Failed { error: format!("storing the results failed: {e}") },
+            };
+            queue::finish(pool, run_id, token, &outcome).await?;
+            if matches!(outcome, Outcome::Succeeded { .. }) {
+                let _ = std::fs::remove_dir_all(&job.work_dir);
+            }
+            Ok(())
+        }
+        (Stop::None, Err(e)) => {
+            tracing::warn!(run = %run_id, "run failed: {e}");
+            queue::finish(pool, run_id, token, &Outcome::Failed { error: e.to_string() }).await?;
+            Ok(())
+        }
+    }
+}
+
+/// Loads the dataset and config, and restores the last checkpoint when resuming.
+async fn prepare(pool: &Pool, store: &ArtifactStore, cfg: &WorkerConfig, lease: &Lease) -> Result<TrainJob, String> {
+    let run = &lease.run;
+    let config: RunConfig = serde_json::from_value(run.config.0.clone()).map_err(|e| format!("invalid stored config: {e}"))?;
+    let ds = datasets::get_any(pool, run.dataset_id).await.map_err(|e| format!("dataset {}: {e}", run.dataset_id))?;
+    let opts: ParseOptions = serde_json::from_value(ds.parse_options.0.clone()).map_err(|e| format!("dataset options: {e}"))?;
+    let bytes = store.get(&ds.uri).await.map_err(|e| format!("dataset file {}: {e}", ds.uri))?;
+    let parsed = tokio::task::spawn_blocking(move || dataset::parse(&bytes, &opts))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("dataset no longer parses: {e}"))?;
+    let work_dir = cfg.work_root.join(run.id.to_string());
+    std::fs::create_dir_all(&work_dir).map_err(|e| format!("work dir {}: {e}", work_dir.display()))?;
+    restore_checkpoint(store, run.id, &work_dir).await?;
+    Ok(TrainJob {
+        run_id: run.id,
+        base_model: run.base_model_id.clone(),
+        config,
+        budget: run.budget as u32,
+        seed: run.seed as u64,
+        dataset: parsed,
+        assets_dir: cfg.assets_dir.clone(),
+        work_dir,
+    })
+}
+
+/// Brings the run's last uploaded checkpoint into `work_dir/checkpoint` unless a local
+/// copy is at least as new (same machine).
+async fn restore_checkpoint(store: &ArtifactStore, run_id: Uuid, work_dir: &Path) -> Result<(), String> {
+    let local = work_dir.join(rankfit_train::CHECKPOINT_DIR);
+    let uri = checkpoint_uri(run_id);
+    if local.exists() || !store.exists(&uri).await.map_err(|e| e.to_string())? {
+        return Ok(());
+    }
+    let data = store.get(&uri).await.map_err(|e| format!("checkpoint download: {e}"))?;
+    let dest = local.clone();
+    tokio::task::spawn_blocking(move || archive::unzip_dir(&data, &dest)).await.map_err(|e| e.to_string())?.map_err(|e| format!("checkpoint unpack: {e}"))
+}
+
+async fn record_event(pool: &Pool, store: &ArtifactStore, job: &TrainJob, token: Uuid, ev: TrainEvent) -> Result<(), StoreError> {
+    let id = job.run_id;
+    match ev {
+        TrainEvent::Metric { step, split, name, value } => {
+            if value.is_finite() {
+                events::record_metric(pool, id, token, step as i64, &split, &name, value).await?;
+            }
+        }
+        TrainEvent::Ranks(map) => {
+            events::record_ranks(pool, id, token, &map).await?;
+        }
+        TrainEvent::Checkpoint { step } => {
+            let dir = job.work_dir.join(rankfit_train::CHECKPOINT_DIR);
+            let zipped = tokio::task::spawn_blocking(move || archive::zip_dir(&dir))
+                .await
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?
+                .map_err(|e| StoreError::Corrupt(format!("zipping the checkpoint: {e}")))?;
+            let bytes = zipped.len() as i64;
+            let sha = rankfit_store::sha256_hex(&zipped);
+            let uri = checkpoint_uri(id);
+            store.put(&uri, zipped.into()).await?;
+            artifacts::record(pool, id, token, "checkpoint", &uri, bytes, &sha).await?;
+            events::log(pool, id, "checkpoint", &serde_json::json!({ "step": step, "bytes": bytes })).await?;
+        }
+        TrainEvent::Log { message } => {
+            events::log(pool, id, "log", &serde_json::json!({ "message": message })).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Uploads the exported artifacts, then records them and the evaluations (guarded by
+/// the lease). Uploads come first so no row ever points at a missing file.
+async fn publish(pool: &Pool, store: &ArtifactStore, job: &TrainJob, token: Uuid, out: &TrainOutput) -> Result<(), StoreError> {
+    let mut uploaded = Vec::new();
+    for (kind, path) in &out.artifacts {
+        let (uri, data) = if path.is_dir() {
+            let dir = path.clone();
+            let data = tokio::task::spawn_blocking(move || archive::zip_dir(&dir))
+                .await
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?
+                .map_err(|e| StoreError::Corrupt(format!("zipping {}: {e}", path.display())))?;
+            (format!("runs/{}/{}.zip", job.run_id, kind.as_str()), data)
+        } else {
+            let data = tokio::fs::read(path).await.map_err(|e| StoreError::Corrupt(format!("reading {}: {e}", path.display())))?;
+            let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("bin");
+            (format!("runs/{}/{}.{ext}", job.run_id, kind.as_str()), data)
+        };
+        let sha = rankfit_store::sha256_hex(&data);
+        let bytes = data.len() as i64;
+        if let Err(e) = store.put(&uri, data.into()).await {
+            for (u, _, _, _) in &uploaded {
+                let _ = store.delete(u).await;
+            }
+            return Err(e);
+        }
+        uploaded.push((uri, kind.as_str(), bytes, sha));
+    }
+    for (uri, kind, bytes, sha) in &uploaded {
+        artifacts::record(pool, job.run_id, token, kind, uri, *bytes, sha).await?;
+    }
+    for (split, metrics) in &out.evaluations {
+        events::record_evaluation(pool, job.run_id, token, split, &serde_json::Value::Object(metrics.clone())).await?;
+    }
+    Ok(())
+}
