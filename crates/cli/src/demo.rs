@@ -146,7 +146,8 @@ async fn compare(args: &DemoArgs, assets_dir: &std::path::Path, token: &str) -> 
         let body = check(http.get(format!("{base}/runs/{id}")).bearer_auth(token).send().await?).await?;
         let run = &body["run"];
         let evals = body["evaluations"].as_array().cloned().unwrap_or_default();
-        let test = evals.iter().find(|e| e["split"] == "test").or_else(|| evals.first()).map(|e| e["metrics"].clone()).unwrap_or(Value::Null);
+        let test =
+            evals.iter().find(|e| e["split"] == "test").or_else(|| evals.first()).map(|e| e["metrics"].clone()).unwrap_or(Value::Null);
         let f = |k: &str| test.get(k).and_then(Value::as_f64).map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into());
         println!(
             "{:<12} {:<10} {:>9} {:>9} {:>9}  {}",

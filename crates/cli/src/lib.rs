@@ -142,7 +142,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     println!("team {} ({})\ntoken {}", team.name, team.id, token.secret);
                 }
                 TeamCommand::Token { name } => {
-                    let team = rankfit_store::teams::find_team_by_name(&db.pool, &name).await?.with_context(|| format!("no team named {name:?}"))?;
+                    let team = rankfit_store::teams::find_team_by_name(&db.pool, &name)
+                        .await?
+                        .with_context(|| format!("no team named {name:?}"))?;
                     let token = rankfit_store::teams::issue_token(&db.pool, team.id, "cli").await?;
                     println!("{}", token.secret);
                 }
@@ -180,11 +182,23 @@ async fn shutdown_on_signal(tx: watch::Sender<bool>) {
     let _ = tx.send(true);
 }
 
-pub(crate) async fn serve(g: &Global, db: &db::Database, addr: SocketAddr, max_upload_mb: usize, stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+pub(crate) async fn serve(
+    g: &Global,
+    db: &db::Database,
+    addr: SocketAddr,
+    max_upload_mb: usize,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     serve_pool(g, db.pool.clone(), addr, max_upload_mb, stop).await
 }
 
-pub(crate) async fn serve_pool(g: &Global, pool: rankfit_store::Pool, addr: SocketAddr, max_upload_mb: usize, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+pub(crate) async fn serve_pool(
+    g: &Global,
+    pool: rankfit_store::Pool,
+    addr: SocketAddr,
+    max_upload_mb: usize,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     let store = rankfit_store::ArtifactStore::open(&g.artifacts_location())?;
     let config = rankfit_server::ServerConfig { max_upload_bytes: max_upload_mb * 1024 * 1024, ..Default::default() };
     let state = rankfit_server::AppState::new(pool, store, config).await?;
@@ -197,14 +211,26 @@ pub(crate) async fn serve_pool(g: &Global, pool: rankfit_store::Pool, addr: Sock
     Ok(())
 }
 
-pub(crate) async fn worker(g: &Global, db: &db::Database, lease_secs: u64, max_runs: Option<usize>, stop: watch::Receiver<bool>) -> anyhow::Result<usize> {
+pub(crate) async fn worker(
+    g: &Global,
+    db: &db::Database,
+    lease_secs: u64,
+    max_runs: Option<usize>,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<usize> {
     worker_pool(g, db.pool.clone(), lease_secs, max_runs, stop).await
 }
 
-pub(crate) async fn worker_pool(g: &Global, pool: rankfit_store::Pool, lease_secs: u64, max_runs: Option<usize>, stop: watch::Receiver<bool>) -> anyhow::Result<usize> {
+pub(crate) async fn worker_pool(
+    g: &Global,
+    pool: rankfit_store::Pool,
+    lease_secs: u64,
+    max_runs: Option<usize>,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<usize> {
     let store = rankfit_store::ArtifactStore::open(&g.artifacts_location())?;
     let mut cfg = rankfit_worker::WorkerConfig::new(g.assets_dir(), g.data_dir.join("work"));
     cfg.lease = std::time::Duration::from_secs(lease_secs.max(3));
     cfg.max_runs = max_runs;
-    Ok(rankfit_worker::run(pool, store, cfg, stop).await?)
+    Ok(rankfit_worker::run(pool, store, cfg, std::sync::Arc::new(rankfit_worker::BurnTrainer), stop).await?)
 }

@@ -8,6 +8,7 @@
 
 pub mod catalog;
 pub mod dataset;
+pub mod metrics;
 pub mod rank;
 pub mod run;
 pub mod task;

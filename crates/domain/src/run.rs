@@ -19,13 +19,7 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
-    pub const ALL: [RunStatus; 5] = [
-        RunStatus::Queued,
-        RunStatus::Running,
-        RunStatus::Succeeded,
-        RunStatus::Failed,
-        RunStatus::Cancelled,
-    ];
+    pub const ALL: [RunStatus; 5] = [RunStatus::Queued, RunStatus::Running, RunStatus::Succeeded, RunStatus::Failed, RunStatus::Cancelled];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -64,13 +58,7 @@ pub enum Method {
 }
 
 impl Method {
-    pub const ALL: [Method; 5] = [
-        Method::Lora,
-        Method::AdaLora,
-        Method::SalientLora,
-        Method::ALora,
-        Method::RoLora,
-    ];
+    pub const ALL: [Method; 5] = [Method::Lora, Method::AdaLora, Method::SalientLora, Method::ALora, Method::RoLora];
 
     pub fn as_str(self) -> &'static str {
         match self {

@@ -17,12 +17,8 @@ pub enum TaskFamily {
 }
 
 impl TaskFamily {
-    pub const ALL: [TaskFamily; 4] = [
-        TaskFamily::Classification,
-        TaskFamily::Regression,
-        TaskFamily::Summarization,
-        TaskFamily::Instruction,
-    ];
+    pub const ALL: [TaskFamily; 4] =
+        [TaskFamily::Classification, TaskFamily::Regression, TaskFamily::Summarization, TaskFamily::Instruction];
 
     pub fn as_str(self) -> &'static str {
         match self {

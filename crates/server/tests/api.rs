@@ -81,7 +81,11 @@ impl Api {
 fn sentiment_jsonl(rows: usize) -> String {
     (0..rows)
         .map(|i| {
-            let (text, label) = if i % 2 == 0 { (format!("a truly wonderful film, number {i}"), "positive") } else { (format!("a dull and tiresome film, number {i}"), "negative") };
+            let (text, label) = if i % 2 == 0 {
+                (format!("a truly wonderful film, number {i}"), "positive")
+            } else {
+                (format!("a dull and tiresome film, number {i}"), "negative")
+            };
             json!({"text": text, "label": label}).to_string()
         })
         .collect::<Vec<_>>()
@@ -213,7 +217,13 @@ async fn runs_are_validated_listed_cancelled_and_scoped_to_their_team() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 
     // Team B sees nothing of team A.
-    for path in [format!("/runs/{run}"), format!("/runs/{run}/metrics"), format!("/runs/{run}/rank-map"), format!("/datasets/{ds}"), format!("/runs/{run}/adapter")] {
+    for path in [
+        format!("/runs/{run}"),
+        format!("/runs/{run}/metrics"),
+        format!("/runs/{run}/rank-map"),
+        format!("/datasets/{ds}"),
+        format!("/runs/{run}/adapter"),
+    ] {
         let (status, body) = api.get(&b, &path).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
     }

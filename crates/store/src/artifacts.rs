@@ -31,7 +31,8 @@ impl ArtifactStore {
             return Self::open_s3(rest);
         }
         let dir = location.strip_prefix("file://").unwrap_or(location);
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Object(object_store::Error::Generic { store: "local", source: Box::new(e) }))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Object(object_store::Error::Generic { store: "local", source: Box::new(e) }))?;
         let fs = LocalFileSystem::new_with_prefix(dir)?;
         Ok(Self { inner: Arc::new(fs), description: format!("file://{dir}") })
     }

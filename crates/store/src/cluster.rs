@@ -75,10 +75,14 @@ impl ManagedCluster {
             fs::set_permissions(&pgdata, fs::Permissions::from_mode(0o700)).map_err(io)?;
             chown_tree(&pgdata, run_as).map_err(io)?;
             let out = run(
-                Command::new(bin.join("initdb"))
-                    .arg("-D")
-                    .arg(&pgdata)
-                    .args(["-U", SUPERUSER, "--auth=trust", "--encoding=UTF8", "--no-locale", "--no-sync"]),
+                Command::new(bin.join("initdb")).arg("-D").arg(&pgdata).args([
+                    "-U",
+                    SUPERUSER,
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--no-locale",
+                    "--no-sync",
+                ]),
                 run_as,
             )
             .map_err(io)?;
@@ -109,12 +113,7 @@ impl ManagedCluster {
             }
             chown_tree(&log, run_as).map_err(io)?;
             let out = run(
-                Command::new(cluster.bin.join("pg_ctl"))
-                    .arg("-D")
-                    .arg(&pgdata)
-                    .arg("-l")
-                    .arg(&log)
-                    .args(["-w", "-t", "60", "start"]),
+                Command::new(cluster.bin.join("pg_ctl")).arg("-D").arg(&pgdata).arg("-l").arg(&log).args(["-w", "-t", "60", "start"]),
                 run_as,
             )
             .map_err(io)?;

@@ -44,7 +44,8 @@ pub struct NewDataset {
     pub report: serde_json::Value,
 }
 
-const COLS: &str = "id, team_id, name, task_family, format, parse_options, label_set, row_count, splits, bytes, sha256, uri, report, created_at";
+const COLS: &str =
+    "id, team_id, name, task_family, format, parse_options, label_set, row_count, splits, bytes, sha256, uri, report, created_at";
 
 pub async fn insert(pool: &PgPool, d: &NewDataset) -> Result<DatasetRow> {
     sqlx::query_as(&format!(

@@ -50,11 +50,7 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations"
 /// Connects to `url` with a pool of `max_connections` and applies pending migrations.
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool> {
     let opts: PgConnectOptions = url.parse()?;
-    let pool = PgPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(30))
-        .connect_with(opts)
-        .await?;
+    let pool = PgPoolOptions::new().max_connections(max_connections).acquire_timeout(Duration::from_secs(30)).connect_with(opts).await?;
     MIGRATOR.run(&pool).await?;
     models::sync_catalog(&pool).await?;
     Ok(pool)

@@ -155,8 +155,13 @@ pub async fn reap(pool: &PgPool, backoff_base: Duration) -> Result<Vec<Reaped>> 
     .fetch_all(&mut *tx)
     .await?;
     for r in &rows {
-        crate::events::append_tx(&mut tx, r.id, "status", &serde_json::json!({"status": r.status, "reason": "lease expired", "attempts": r.attempts}))
-            .await?;
+        crate::events::append_tx(
+            &mut tx,
+            r.id,
+            "status",
+            &serde_json::json!({"status": r.status, "reason": "lease expired", "attempts": r.attempts}),
+        )
+        .await?;
     }
     tx.commit().await?;
     Ok(rows)

@@ -217,10 +217,7 @@ pub struct RankSnapshotRow {
 }
 
 pub async fn rank_snapshots(pool: &PgPool, run_id: Uuid) -> Result<Vec<RankSnapshotRow>> {
-    Ok(sqlx::query_as("select step, budget, ranks from rank_snapshot where run_id = $1 order by step")
-        .bind(run_id)
-        .fetch_all(pool)
-        .await?)
+    Ok(sqlx::query_as("select step, budget, ranks from rank_snapshot where run_id = $1 order by step").bind(run_id).fetch_all(pool).await?)
 }
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]

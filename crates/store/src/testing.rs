@@ -19,9 +19,9 @@ fn default_dir() -> PathBuf {
         return PathBuf::from(d);
     }
     // Tests run with the crate as cwd; the workspace target dir is two levels up.
-    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target")
-    });
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
     target.join("rankfit-test-pg")
 }
 

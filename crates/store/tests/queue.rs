@@ -250,7 +250,8 @@ async fn tokens_are_stored_hashed_and_can_be_revoked() {
     let db = TestDb::new().await;
     let team = teams::create_team(&db.pool, "tokens", false).await.unwrap();
     let token = teams::issue_token(&db.pool, team.id, "t").await.unwrap();
-    let stored: Vec<u8> = sqlx::query_scalar("select token_hash from api_token where id = $1").bind(token.id).fetch_one(&db.pool).await.unwrap();
+    let stored: Vec<u8> =
+        sqlx::query_scalar("select token_hash from api_token where id = $1").bind(token.id).fetch_one(&db.pool).await.unwrap();
     assert_ne!(stored, token.secret.as_bytes());
     assert_eq!(stored, teams::hash_token(&token.secret));
     assert_eq!(teams::authenticate(&db.pool, &token.secret).await.unwrap().unwrap().id, team.id);

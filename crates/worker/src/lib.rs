@@ -23,6 +23,31 @@ use sqlx::postgres::PgListener;
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
+/// What trains a job. [`BurnTrainer`] is the real one; the seam lets the worker's
+/// lease/cancel/shutdown handling be tested with trainers of known timing.
+pub trait Trainer: Send + Sync + 'static {
+    fn train(
+        &self,
+        job: &TrainJob,
+        on_event: &mut dyn FnMut(TrainEvent),
+        cancel: &AtomicBool,
+    ) -> Result<TrainOutput, rankfit_train::TrainError>;
+}
+
+/// Trains with `rankfit_train` (burn).
+pub struct BurnTrainer;
+
+impl Trainer for BurnTrainer {
+    fn train(
+        &self,
+        job: &TrainJob,
+        on_event: &mut dyn FnMut(TrainEvent),
+        cancel: &AtomicBool,
+    ) -> Result<TrainOutput, rankfit_train::TrainError> {
+        rankfit_train::train(job, on_event, cancel)
+    }
+}
+
 /// Worker settings.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -69,7 +94,13 @@ pub enum WorkerError {
 
 /// Runs the claim loop until `shutdown` turns true (or `max_runs` is reached).
 /// On shutdown a run in progress is stopped and released back to the queue.
-pub async fn run(pool: Pool, store: ArtifactStore, cfg: WorkerConfig, mut shutdown: watch::Receiver<bool>) -> Result<usize, WorkerError> {
+pub async fn run(
+    pool: Pool,
+    store: ArtifactStore,
+    cfg: WorkerConfig,
+    trainer: Arc<dyn Trainer>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<usize, WorkerError> {
     let mut listener = match PgListener::connect_with(&pool).await {
         Ok(mut l) => match l.listen(queue::QUEUED_CHANNEL).await {
             Ok(()) => Some(l),
@@ -96,7 +127,7 @@ pub async fn run(pool: Pool, store: ArtifactStore, cfg: WorkerConfig, mut shutdo
             Some(lease) => {
                 let id = lease.run.id;
                 tracing::info!(run = %id, attempt = lease.run.attempts, "claimed run");
-                process(&pool, &store, &cfg, lease, &mut shutdown).await?;
+                process(&pool, &store, &cfg, &trainer, lease, &mut shutdown).await?;
                 done += 1;
             }
             None => {
@@ -137,7 +168,14 @@ fn checkpoint_uri(run_id: Uuid) -> String {
 }
 
 /// Trains one leased run to a terminal state (or releases it on shutdown).
-async fn process(pool: &Pool, store: &ArtifactStore, cfg: &WorkerConfig, lease: Lease, shutdown: &mut watch::Receiver<bool>) -> Result<(), WorkerError> {
+async fn process(
+    pool: &Pool,
+    store: &ArtifactStore,
+    cfg: &WorkerConfig,
+    trainer: &Arc<dyn Trainer>,
+    lease: Lease,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), WorkerError> {
     let run_id = lease.run.id;
     let token = lease.token;
     let job = match prepare(pool, store, cfg, &lease).await {
@@ -154,6 +192,7 @@ async fn process(pool: &Pool, store: &ArtifactStore, cfg: &WorkerConfig, lease: 
     let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();
     let thread_cancel = cancel.clone();
     let thread_job = job.clone();
+    let trainer = trainer.clone();
     std::thread::Builder::new()
         .name(format!("train-{run_id}"))
         .spawn(move || {
@@ -161,7 +200,7 @@ async fn process(pool: &Pool, store: &ArtifactStore, cfg: &WorkerConfig, lease: 
                 let mut emit = |e: TrainEvent| {
                     let _ = tx.send(e);
                 };
-                rankfit_train::train(&thread_job, &mut emit, &thread_cancel)
+                trainer.train(&thread_job, &mut emit, &thread_cancel)
             }));
             let _ = done_tx.send(result);
         })
@@ -288,7 +327,10 @@ async fn restore_checkpoint(store: &ArtifactStore, run_id: Uuid, work_dir: &Path
     }
     let data = store.get(&uri).await.map_err(|e| format!("checkpoint download: {e}"))?;
     let dest = local.clone();
-    tokio::task::spawn_blocking(move || archive::unzip_dir(&data, &dest)).await.map_err(|e| e.to_string())?.map_err(|e| format!("checkpoint unpack: {e}"))
+    tokio::task::spawn_blocking(move || archive::unzip_dir(&data, &dest))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("checkpoint unpack: {e}"))
 }
 
 async fn record_event(pool: &Pool, store: &ArtifactStore, job: &TrainJob, token: Uuid, ev: TrainEvent) -> Result<(), StoreError> {
@@ -325,7 +367,7 @@ async fn record_event(pool: &Pool, store: &ArtifactStore, job: &TrainJob, token:
 /// Uploads the exported artifacts, then records them and the evaluations (guarded by
 /// the lease). Uploads come first so no row ever points at a missing file.
 async fn publish(pool: &Pool, store: &ArtifactStore, job: &TrainJob, token: Uuid, out: &TrainOutput) -> Result<(), StoreError> {
-    let mut uploaded = Vec::new();
+    let mut uploaded: Vec<(String, &str, i64, String)> = Vec::new();
     for (kind, path) in &out.artifacts {
         let (uri, data) = if path.is_dir() {
             let dir = path.clone();

@@ -64,10 +64,7 @@ pub fn parse(bytes: &[u8], opts: &ParseOptions) -> Result<ParsedDataset, Invalid
     if bytes.len() > MAX_INPUT_BYTES {
         problems.error(
             0,
-            format!(
-                "the file is {} bytes, more than the limit of {MAX_INPUT_BYTES} bytes; split it into several datasets",
-                bytes.len()
-            ),
+            format!("the file is {} bytes, more than the limit of {MAX_INPUT_BYTES} bytes; split it into several datasets", bytes.len()),
         );
         return Err(problems.into_invalid());
     }
@@ -211,15 +208,7 @@ pub struct ParseOptions {
 
 impl ParseOptions {
     pub fn new(format: DataFormat, task_family: TaskFamily) -> Self {
-        Self {
-            format,
-            task_family,
-            glue_task: None,
-            text_column: None,
-            text_pair_column: None,
-            label_column: None,
-            default_split: None,
-        }
+        Self { format, task_family, glue_task: None, text_column: None, text_pair_column: None, label_column: None, default_split: None }
     }
 }
 

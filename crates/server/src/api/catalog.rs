@@ -78,7 +78,14 @@ pub async fn leaderboard(State(st): State<AppState>, Auth(team): Auth, Query(p):
     if !["train", "validation", "test"].contains(&split.as_str()) {
         return Err(AppError::unprocessable("invalid_field", "split: use train, validation or test"));
     }
-    let q = LeaderboardQuery { dataset_id: dataset.id, split: split.clone(), metric: metric.clone(), budget: p.budget, method: p.method, base_model_id: p.base_model };
+    let q = LeaderboardQuery {
+        dataset_id: dataset.id,
+        split: split.clone(),
+        metric: metric.clone(),
+        budget: p.budget,
+        method: p.method,
+        base_model_id: p.base_model,
+    };
     let entries = runs::leaderboard(&st.pool, team.id, &q).await?;
     Ok(Json(json!({
         "dataset": { "id": dataset.id, "name": dataset.name, "task_family": dataset.task_family },

@@ -79,7 +79,8 @@ async fn read_form(mut mp: Multipart, cap: usize) -> ApiResult<UploadForm> {
 /// Format from the form, else from the file extension.
 fn pick_format(form: &UploadForm) -> ApiResult<DataFormat> {
     if let Some(f) = &form.format {
-        return DataFormat::parse(f).ok_or_else(|| invalid_field("format", format!("unknown format {f:?}; use jsonl, csv, glue_tsv or bigbench")));
+        return DataFormat::parse(f)
+            .ok_or_else(|| invalid_field("format", format!("unknown format {f:?}; use jsonl, csv, glue_tsv or bigbench")));
     }
     let ext = form.file_name.as_deref().and_then(|n| n.rsplit_once('.')).map(|(_, e)| e.to_ascii_lowercase());
     match ext.as_deref() {
@@ -113,7 +114,10 @@ pub async fn upload(State(st): State<AppState>, Auth(team): Auth, mp: Multipart)
     let format = pick_format(&form)?;
     let family_raw = form.task_family.clone().unwrap_or_else(|| "classification".into());
     let family = TaskFamily::parse(&family_raw).ok_or_else(|| {
-        invalid_field("task_family", format!("unknown task family {family_raw:?}; use classification, regression, summarization or instruction"))
+        invalid_field(
+            "task_family",
+            format!("unknown task family {family_raw:?}; use classification, regression, summarization or instruction"),
+        )
     })?;
     let mut opts = ParseOptions::new(format, family);
     opts.glue_task = form.glue_task.clone();
@@ -129,7 +133,7 @@ pub async fn upload(State(st): State<AppState>, Auth(team): Auth, mp: Multipart)
         .map_err(AppError::internal)?
         .map_err(|invalid| {
             let first = invalid.errors.first().map(|e| format!("line {}: {}", e.line, e.message)).unwrap_or_default();
-            AppError::unprocessable("invalid_dataset", format!("the file has {} problem(s); first: {first}", invalid.errors.len()))
+            AppError::unprocessable("invalid_dataset", format!("the file was rejected; first problem: {first}"))
                 .with_details(json!({ "errors": invalid.errors }))
         })?;
 

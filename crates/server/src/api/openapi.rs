@@ -8,7 +8,8 @@ fn op(summary: &str, tag: &str) -> Value {
 }
 
 fn with_params(mut v: Value, params: &[(&str, &str, bool)]) -> Value {
-    v["parameters"] = params.iter().map(|(name, loc, req)| json!({ "name": name, "in": loc, "required": req, "schema": { "type": "string" } })).collect();
+    v["parameters"] =
+        params.iter().map(|(name, loc, req)| json!({ "name": name, "in": loc, "required": req, "schema": { "type": "string" } })).collect();
     v
 }
 

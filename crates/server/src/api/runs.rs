@@ -73,7 +73,11 @@ fn build_config(body: &CreateRun) -> ApiResult<(Method, RunConfig)> {
     Ok((method, config))
 }
 
-pub async fn create(State(st): State<AppState>, Auth(team): Auth, JsonBody(body): JsonBody<CreateRun>) -> ApiResult<(StatusCode, Json<Value>)> {
+pub async fn create(
+    State(st): State<AppState>,
+    Auth(team): Auth,
+    JsonBody(body): JsonBody<CreateRun>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
     let (method, config) = build_config(&body)?;
     let dataset = datasets::get(&st.pool, team.id, body.dataset_id).await.map_err(|e| match e {
         StoreError::NotFound => field_error("dataset_id", "no dataset with this id in your team"),

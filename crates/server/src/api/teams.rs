@@ -22,7 +22,11 @@ pub struct CreateTeam {
     is_admin: bool,
 }
 
-pub async fn create(State(st): State<AppState>, Admin(_): Admin, super::JsonBody(body): super::JsonBody<CreateTeam>) -> ApiResult<(StatusCode, Json<Value>)> {
+pub async fn create(
+    State(st): State<AppState>,
+    Admin(_): Admin,
+    super::JsonBody(body): super::JsonBody<CreateTeam>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
     let name = body.name.trim();
     if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
         return Err(AppError::unprocessable("invalid_field", "name: 1 to 100 printable characters").with_details(json!({"field": "name"})));
@@ -43,7 +47,11 @@ pub struct IssueToken {
     name: String,
 }
 
-pub async fn issue_token(State(st): State<AppState>, Auth(team): Auth, super::JsonBody(body): super::JsonBody<IssueToken>) -> ApiResult<(StatusCode, Json<Value>)> {
+pub async fn issue_token(
+    State(st): State<AppState>,
+    Auth(team): Auth,
+    super::JsonBody(body): super::JsonBody<IssueToken>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
     let name = body.name;
     let token = teams::issue_token(&st.pool, team.id, &name).await?;
     Ok((StatusCode::CREATED, Json(json!({ "token": token }))))

@@ -1,0 +1,268 @@
+//! The worker's lease, cancel, shutdown and recording logic against a real PostgreSQL
+//! and a real artifact store. Trainers here have known timing (`PacedTrainer`) so the
+//! control flow can be observed; the burn trainer has its own end-to-end tests.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rankfit_domain::rank::RankMap;
+use rankfit_store::queue;
+use rankfit_store::runs::{self, NewRun};
+use rankfit_store::testing::TestDb;
+use rankfit_store::{artifacts, datasets, teams, ArtifactStore, Pool};
+use rankfit_train::{ArtifactKind, TrainError, TrainEvent, TrainJob, TrainOutput};
+use rankfit_worker::{Trainer, WorkerConfig};
+use serde_json::json;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+/// Emits a loss and a rank map every step, `step_ms` apart, for `steps` steps; then
+/// writes an adapter file and reports an evaluation. Honours `cancel` between steps.
+struct PacedTrainer {
+    steps: u64,
+    step_ms: u64,
+    progress: Arc<AtomicU64>,
+    fail_with: Option<String>,
+}
+
+impl PacedTrainer {
+    fn new(steps: u64, step_ms: u64) -> (Arc<Self>, Arc<AtomicU64>) {
+        let progress = Arc::new(AtomicU64::new(0));
+        (Arc::new(Self { steps, step_ms, progress: progress.clone(), fail_with: None }), progress)
+    }
+}
+
+impl Trainer for PacedTrainer {
+    fn train(&self, job: &TrainJob, on_event: &mut dyn FnMut(TrainEvent), cancel: &AtomicBool) -> Result<TrainOutput, TrainError> {
+        for step in 1..=self.steps {
+            if cancel.load(Ordering::SeqCst) {
+                return Err(TrainError::Cancelled);
+            }
+            std::thread::sleep(Duration::from_millis(self.step_ms));
+            on_event(TrainEvent::Metric { step, split: "train".into(), name: "loss".into(), value: 1.0 / step as f64 });
+            on_event(TrainEvent::Ranks(RankMap {
+                step,
+                budget: 8,
+                modules: vec![("layer.0.query".into(), 4), ("layer.0.value".into(), 4)],
+            }));
+            self.progress.store(step, Ordering::SeqCst);
+        }
+        if let Some(msg) = &self.fail_with {
+            return Err(TrainError::Other(msg.clone()));
+        }
+        let adapter = job.work_dir.join("adapter");
+        std::fs::create_dir_all(&adapter)?;
+        std::fs::write(adapter.join("adapter_config.json"), b"{\"peft_type\": \"LORA\"}")?;
+        let mut metrics = serde_json::Map::new();
+        metrics.insert("accuracy".into(), json!(0.75));
+        Ok(TrainOutput {
+            evaluations: vec![("test".into(), metrics)],
+            artifacts: vec![(ArtifactKind::AdapterPeft, adapter)],
+            summary: json!({"trainable_params": {"start": 10, "peak": 10, "end": 10}}),
+        })
+    }
+}
+
+struct Fixture {
+    db: TestDb,
+    store: ArtifactStore,
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+    work_root: std::path::PathBuf,
+    team: Uuid,
+    dataset: Uuid,
+}
+
+async fn fixture() -> Fixture {
+    let db = TestDb::new().await;
+    let art = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let store = ArtifactStore::open(art.path().to_str().unwrap()).unwrap();
+    let team = teams::create_team(&db.pool, "workers", false).await.unwrap();
+    let rows: String =
+        (0..20).map(|i| format!("{{\"text\": \"example number {i}\", \"label\": \"{}\"}}\n", if i % 2 == 0 { "a" } else { "b" })).collect();
+    let uri = format!("datasets/{}/d.jsonl", team.id);
+    store.put(&uri, bytes::Bytes::from(rows.clone())).await.unwrap();
+    let opts = rankfit_domain::dataset::ParseOptions::new(
+        rankfit_domain::dataset::DataFormat::Jsonl,
+        rankfit_domain::task::TaskFamily::Classification,
+    );
+    let ds = datasets::insert(
+        &db.pool,
+        &datasets::NewDataset {
+            id: Uuid::new_v4(),
+            team_id: team.id,
+            name: "d".into(),
+            task_family: "classification".into(),
+            format: "jsonl".into(),
+            parse_options: serde_json::to_value(&opts).unwrap(),
+            label_set: json!(["a", "b"]),
+            row_count: 20,
+            splits: json!({}),
+            bytes: rows.len() as i64,
+            sha256: rankfit_store::sha256_hex(rows.as_bytes()),
+            uri,
+            report: json!({}),
+        },
+    )
+    .await
+    .unwrap();
+    let work_root = work.path().to_path_buf();
+    Fixture { db, store, _dirs: (art, work), work_root, team: team.id, dataset: ds.id }
+}
+
+impl Fixture {
+    async fn queue(&self) -> Uuid {
+        runs::create(
+            &self.db.pool,
+            &NewRun {
+                team_id: self.team,
+                dataset_id: self.dataset,
+                base_model_id: "all-minilm-l6-v2".into(),
+                method: "lora".into(),
+                config: json!({"method": {"method": "lora"}}),
+                budget: 4,
+                seed: 1,
+                name: String::new(),
+                priority: 0,
+                max_attempts: 3,
+                continue_from: None,
+            },
+        )
+        .await
+        .unwrap()
+        .id
+    }
+
+    fn config(&self, max_runs: Option<usize>) -> WorkerConfig {
+        let mut cfg = WorkerConfig::new(self.work_root.join("assets"), self.work_root.clone());
+        cfg.lease = Duration::from_millis(900);
+        cfg.poll = Duration::from_millis(200);
+        cfg.max_runs = max_runs;
+        cfg
+    }
+
+    fn spawn(&self, trainer: Arc<dyn Trainer>, max_runs: Option<usize>) -> (watch::Sender<bool>, tokio::task::JoinHandle<usize>) {
+        let (tx, rx) = watch::channel(false);
+        let (pool, store, cfg) = (self.db.pool.clone(), self.store.clone(), self.config(max_runs));
+        let handle = tokio::spawn(async move { rankfit_worker::run(pool, store, cfg, trainer, rx).await.unwrap() });
+        (tx, handle)
+    }
+}
+
+async fn wait_for_status(pool: &Pool, run: Uuid, want: &str, within: Duration) -> runs::RunRow {
+    let start = Instant::now();
+    loop {
+        let row = runs::get_any(pool, run).await.unwrap();
+        if row.status == want {
+            return row;
+        }
+        assert!(start.elapsed() < within, "run stayed {} (error: {:?}), wanted {want}", row.status, row.error);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn wait_for_progress(progress: &AtomicU64, at_least: u64) {
+    let start = Instant::now();
+    while progress.load(Ordering::SeqCst) < at_least {
+        assert!(start.elapsed() < Duration::from_secs(20), "training made no progress");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_run_is_trained_and_everything_it_reports_is_recorded() {
+    let f = fixture().await;
+    let run = f.queue().await;
+    let (trainer, _) = PacedTrainer::new(5, 10);
+    let (_tx, handle) = f.spawn(trainer, Some(1));
+    assert_eq!(handle.await.unwrap(), 1);
+    let row = wait_for_status(&f.db.pool, run, "succeeded", Duration::from_secs(5)).await;
+    assert_eq!(row.summary.0["trainable_params"]["peak"], 10);
+    let metrics = runs::metrics(&f.db.pool, run).await.unwrap();
+    assert_eq!(metrics.iter().map(|m| m.step).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5]);
+    assert_eq!(runs::rank_snapshots(&f.db.pool, run).await.unwrap().len(), 5);
+    let evals = runs::evaluations(&f.db.pool, run).await.unwrap();
+    assert_eq!(evals[0].metrics.0["accuracy"], 0.75);
+    let art = artifacts::get(&f.db.pool, run, "adapter_peft").await.unwrap();
+    let data = f.store.get(&art.uri).await.unwrap();
+    assert_eq!(rankfit_store::sha256_hex(&data), art.sha256);
+    assert_eq!(&data[..2], b"PK", "adapter directories are stored zipped");
+}
+
+#[tokio::test]
+async fn cancel_stops_a_running_job() {
+    let f = fixture().await;
+    let run = f.queue().await;
+    let (trainer, progress) = PacedTrainer::new(10_000, 20);
+    let (_tx, handle) = f.spawn(trainer, Some(1));
+    wait_for_progress(&progress, 3).await;
+    runs::cancel(&f.db.pool, f.team, run).await.unwrap();
+    wait_for_status(&f.db.pool, run, "cancelled", Duration::from_secs(5)).await;
+    handle.await.unwrap();
+    let stopped_at = progress.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(progress.load(Ordering::SeqCst), stopped_at, "training goes on after cancel");
+    assert!(stopped_at < 10_000);
+}
+
+#[tokio::test]
+async fn shutdown_gives_the_run_back_to_the_queue() {
+    let f = fixture().await;
+    let run = f.queue().await;
+    let (trainer, progress) = PacedTrainer::new(10_000, 20);
+    let (tx, handle) = f.spawn(trainer, None);
+    wait_for_progress(&progress, 2).await;
+    tx.send(true).unwrap();
+    handle.await.unwrap();
+    let row = wait_for_status(&f.db.pool, run, "queued", Duration::from_secs(5)).await;
+    assert_eq!(row.attempts, 0, "a clean shutdown does not use up an attempt");
+    assert!(row.lease_token.is_none());
+}
+
+#[tokio::test]
+async fn a_worker_that_lost_its_lease_stops_and_writes_nothing_more() {
+    let f = fixture().await;
+    let run = f.queue().await;
+    let (trainer, progress) = PacedTrainer::new(10_000, 20);
+    let (_tx, handle) = f.spawn(trainer, Some(1));
+    wait_for_progress(&progress, 2).await;
+    // Another worker takes the run over, as after a network partition.
+    sqlx::query("update run set lease_expires_at = now() - interval '1 second' where id = $1").bind(run).execute(&f.db.pool).await.unwrap();
+    queue::reap(&f.db.pool, Duration::ZERO).await.unwrap();
+    let thief = queue::claim(&f.db.pool, "other-worker", Duration::from_secs(60)).await.unwrap().unwrap();
+    assert_eq!(thief.run.id, run);
+    handle.await.unwrap();
+    let before = runs::metrics(&f.db.pool, run).await.unwrap().len();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(runs::metrics(&f.db.pool, run).await.unwrap().len(), before);
+    let row = runs::get_any(&f.db.pool, run).await.unwrap();
+    assert_eq!(row.status, "running");
+    assert_eq!(row.lease_owner.as_deref(), Some("other-worker"));
+}
+
+#[tokio::test]
+async fn failures_are_recorded_with_their_reason() {
+    let f = fixture().await;
+    let run = f.queue().await;
+    let trainer = Arc::new(PacedTrainer {
+        steps: 2,
+        step_ms: 1,
+        progress: Arc::new(AtomicU64::new(0)),
+        fail_with: Some("loss became NaN at step 2".into()),
+    });
+    let (_tx, handle) = f.spawn(trainer, Some(1));
+    handle.await.unwrap();
+    let row = wait_for_status(&f.db.pool, run, "failed", Duration::from_secs(5)).await;
+    assert!(row.error.unwrap().contains("loss became NaN"));
+
+    // A run whose dataset file vanished fails with a clear error instead of looping.
+    let run = f.queue().await;
+    let ds = datasets::get_any(&f.db.pool, f.dataset).await.unwrap();
+    f.store.delete(&ds.uri).await.unwrap();
+    let (trainer, _) = PacedTrainer::new(1, 1);
+    let (_tx, handle) = f.spawn(trainer, Some(1));
+    handle.await.unwrap();
+    let row = wait_for_status(&f.db.pool, run, "failed", Duration::from_secs(5)).await;
+    assert!(row.error.unwrap().contains("dataset file"), "error names the dataset file");
+}
