@@ -74,7 +74,7 @@ create table run (
     finished_at       timestamptz,
     check ((status = 'running') = (lease_token is not null))
 );
-create index run_claimable on run (priority desc, created_at) where status = 'queued';
+create index run_claimable on run (priority desc, created_at, id) where status = 'queued';
 create index run_expiring on run (lease_expires_at) where status = 'running';
 create index run_team on run (team_id, created_at desc);
 

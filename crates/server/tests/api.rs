@@ -261,3 +261,57 @@ async fn only_admins_create_teams() {
     let (status, _) = api.post(&admin, "/teams", json!({"name": "newcomers"})).await;
     assert_eq!(status, StatusCode::CONFLICT);
 }
+
+/// Parses a complete SSE body into (id, event, data) triples.
+fn sse_events(body: &str) -> Vec<(i64, String, Value)> {
+    body.split("\n\n")
+        .filter_map(|block| {
+            let mut id = None;
+            let mut event = None;
+            let mut data = None;
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("id:") {
+                    id = v.trim().parse().ok();
+                } else if let Some(v) = line.strip_prefix("event:") {
+                    event = Some(v.trim().to_string());
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data = serde_json::from_str(v.trim()).ok();
+                }
+            }
+            Some((id?, event?, data?))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn run_events_replay_and_resume_after_last_event_id() {
+    let api = start(1 << 20).await;
+    let token = api.team("watchers", false).await;
+    let (_, body) = api.upload(&token, "s", "s.jsonl", sentiment_jsonl(30).as_bytes(), &[]).await;
+    let ds = body["dataset"]["id"].as_str().unwrap().to_string();
+    let (_, body) = api.post(&token, "/runs", json!({"dataset_id": ds, "method": "lora", "budget": 2})).await;
+    let run = body["run"]["id"].as_str().unwrap().to_string();
+    api.post(&token, &format!("/runs/{run}/cancel"), json!({})).await;
+
+    // The stream replays the whole log and ends after the terminal status.
+    let resp = api.http.get(format!("{}/runs/{run}/events", api.base)).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let events = sse_events(&resp.text().await.unwrap());
+    let statuses: Vec<&str> = events.iter().filter(|e| e.1 == "status").map(|e| e.2["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, vec!["queued", "cancelled"]);
+    assert!(events.windows(2).all(|w| w[0].0 < w[1].0), "ids increase");
+
+    // Reconnecting with Last-Event-ID gets only what came after it.
+    let first = events[0].0;
+    let resp = api
+        .http
+        .get(format!("{}/runs/{run}/events", api.base))
+        .bearer_auth(&token)
+        .header("Last-Event-ID", first.to_string())
+        .send()
+        .await
+        .unwrap();
+    let rest = sse_events(&resp.text().await.unwrap());
+    assert_eq!(rest.len(), events.len() - 1);
+    assert!(rest.iter().all(|e| e.0 > first));
+}
