@@ -1,6 +1,6 @@
 //! The `rankfit` command: `serve`, `worker`, `demo`, `migrate`, `assets`, `team`.
 
-mod assets;
+pub mod assets;
 mod db;
 mod demo;
 

@@ -6,6 +6,20 @@
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
+pub mod adapters;
+pub mod allocator;
+pub mod assets;
+pub mod checkpoint;
+pub mod data;
+pub mod export;
+pub mod model;
+pub mod params;
+pub mod tokenize;
+pub mod trainer;
+
+/// The CPU backend every build has (burn ndarray + autodiff).
+pub type CpuBackend = burn::backend::Autodiff<burn::backend::NdArray<f32>>;
+
 use rankfit_domain::dataset::ParsedDataset;
 use rankfit_domain::rank::RankMap;
 use rankfit_domain::run::RunConfig;
@@ -87,6 +101,8 @@ pub enum TrainError {
     AssetMissing(String),
     #[error("dataset: {0}")]
     Data(String),
+    #[error("config: {0}")]
+    Config(String),
     #[error("cancelled")]
     Cancelled,
     #[error("io: {0}")]
@@ -96,7 +112,10 @@ pub enum TrainError {
 }
 
 /// Trains `job`, calling `on_event` with progress and polling `cancel` between steps.
+///
+/// LoRA and AdaLoRA on the BERT encoder (classification/regression) are implemented; other
+/// methods return [`TrainError::MethodNotAvailable`]. Resumes from `work_dir/checkpoint`
+/// when it holds a checkpoint of the same run. Runs on the CPU backend.
 pub fn train(job: &TrainJob, on_event: &mut dyn FnMut(TrainEvent), cancel: &AtomicBool) -> Result<TrainOutput, TrainError> {
-    let _ = (on_event, cancel);
-    Err(TrainError::MethodNotAvailable(job.config.method.method().display_name().to_string()))
+    trainer::run::<CpuBackend>(job, on_event, cancel, Default::default())
 }

@@ -19,15 +19,26 @@ const TARGETS: [&str; 6] = ["query", "key", "value", "attention.output.dense", "
 fn zero_initialised_adapters_leave_logits_unchanged() {
     let dev = Default::default();
     let (bert, tok) = load_minilm::<B>(&minilm(), &dev).unwrap();
-    let encs = [tok.encode("A quiet evening by the lake.", None, 64).unwrap(), tok.encode("Is it raining?", Some("The sky is clear."), 64).unwrap()];
+    let encs = [
+        tok.encode("A quiet evening by the lake.", None, 64).unwrap(),
+        tok.encode("Is it raining?", Some("The sky is clear."), 64).unwrap(),
+    ];
     let batch = collate(&encs.iter().collect::<Vec<_>>(), tok.pad_id());
     let inp = Inputs::new(&batch, &dev);
     let targets: Vec<String> = TARGETS.iter().map(|s| s.to_string()).collect();
     for kind in [AdapterKind::Lora, AdapterKind::Svd] {
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
         let mut store = ParamStore::new();
-        let head = init_head(&mut store, &bert, 3, true, &mut rng, &dev);
-        let adapters = Adapters::build_bert(&bert.config, &targets, AdapterSpec { kind, rank: 4, alpha: 16.0, dropout: 0.0 }, &mut store, &mut rng, &dev).unwrap();
+        let head = init_head(&mut store, &bert.pooler, 3, true, &mut rng, &dev);
+        let adapters = Adapters::build_bert(
+            &bert.config,
+            &targets,
+            AdapterSpec { kind, rank: 4, alpha: 16.0, dropout: 0.0 },
+            &mut store,
+            &mut rng,
+            &dev,
+        )
+        .unwrap();
         assert_eq!(adapters.list.len(), 36);
         let params = store.values();
         let plain = bert.logits(&inp, &params, &head, &NoHook, false).into_data().to_vec::<f32>().unwrap();
@@ -55,7 +66,11 @@ fn peft_lora_and_adalora_logits_match() {
             let a = text[0].as_str().unwrap();
             let enc = tok.encode(a, text[1].as_str(), 128).unwrap();
             let batch = collate(&[&enc], tok.pad_id());
-            let got = bert.logits(&Inputs::new(&batch, &dev), &params, &loaded.head, &loaded.adapters, false).into_data().to_vec::<f32>().unwrap();
+            let got = bert
+                .logits(&Inputs::new(&batch, &dev), &params, &loaded.head, &loaded.adapters, false)
+                .into_data()
+                .to_vec::<f32>()
+                .unwrap();
             let want: Vec<f64> = want.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
             assert_close(&got, &want, 1e-4, &format!("{dir}: {a}"));
         }

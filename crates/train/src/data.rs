@@ -1,0 +1,81 @@
+//! Turning a parsed dataset into encoded examples with numeric targets.
+
+use rankfit_domain::dataset::{Example, ParsedDataset, Split, Target};
+use rankfit_domain::task::TaskFamily;
+
+use crate::tokenize::{BertTokenizer, Encoded};
+use crate::TrainError;
+
+/// What the head predicts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HeadTask {
+    Classification { labels: Vec<String> },
+    Regression,
+}
+
+impl HeadTask {
+    pub fn outputs(&self) -> usize {
+        match self {
+            HeadTask::Classification { labels } => labels.len(),
+            HeadTask::Regression => 1,
+        }
+    }
+
+    pub fn family(&self) -> TaskFamily {
+        match self {
+            HeadTask::Classification { .. } => TaskFamily::Classification,
+            HeadTask::Regression => TaskFamily::Regression,
+        }
+    }
+}
+
+/// One encoded example: `class` for classification, `score` for regression.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub enc: Encoded,
+    pub class: usize,
+    pub score: f32,
+}
+
+pub struct Prepared {
+    pub task: HeadTask,
+    pub train: Vec<Sample>,
+    pub validation: Vec<Sample>,
+    pub test: Vec<Sample>,
+}
+
+pub fn head_task(ds: &ParsedDataset) -> Result<HeadTask, TrainError> {
+    match ds.task_family {
+        TaskFamily::Classification => {
+            if ds.label_set.len() < 2 {
+                return Err(TrainError::Data(format!("classification needs at least 2 labels, the dataset has {}", ds.label_set.len())));
+            }
+            Ok(HeadTask::Classification { labels: ds.label_set.clone() })
+        }
+        TaskFamily::Regression => Ok(HeadTask::Regression),
+        other => Err(TrainError::Data(format!("task family {other} needs a decoder model, not the BERT encoder"))),
+    }
+}
+
+fn sample(ex: &Example, task: &HeadTask, tok: &BertTokenizer, max_len: usize) -> Result<Sample, TrainError> {
+    let enc = tok.encode(&ex.text_a, ex.text_b.as_deref(), max_len)?;
+    match (task, &ex.target) {
+        (HeadTask::Classification { labels }, Target::Class(c)) => {
+            let class =
+                labels.iter().position(|l| l == c).ok_or_else(|| TrainError::Data(format!("label {c:?} is not in the label set")))?;
+            Ok(Sample { enc, class, score: 0.0 })
+        }
+        (HeadTask::Regression, Target::Score(s)) => Ok(Sample { enc, class: 0, score: *s as f32 }),
+        (_, t) => Err(TrainError::Data(format!("target {t:?} does not fit a {} task", task.family()))),
+    }
+}
+
+pub fn prepare(ds: &ParsedDataset, tok: &BertTokenizer, max_len: usize) -> Result<Prepared, TrainError> {
+    let task = head_task(ds)?;
+    let encode = |split: Split| ds.split(split).map(|e| sample(e, &task, tok, max_len)).collect::<Result<Vec<_>, _>>();
+    let (train, validation, test) = (encode(Split::Train)?, encode(Split::Validation)?, encode(Split::Test)?);
+    if train.is_empty() {
+        return Err(TrainError::Data("the dataset has no training examples".into()));
+    }
+    Ok(Prepared { task, train, validation, test })
+}

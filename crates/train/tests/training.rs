@@ -1,0 +1,301 @@
+//! End-to-end training through the public `train` entry point on a small sentiment task:
+//! loss goes down, AdaLoRA keeps to its budget schedule, exports reload to the same
+//! logits, cancellation and resume from a checkpoint work.
+
+mod common;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use common::{assets_dir, minilm, B};
+use rankfit_domain::dataset::{Example, ParsedDataset, Split, Target, ValidationReport};
+use rankfit_domain::run::{AdaLoraConfig, MethodConfig, RunConfig, TrainingConfig};
+use rankfit_domain::task::TaskFamily;
+use rankfit_train::allocator::AdaLoraSchedule;
+use rankfit_train::data::prepare;
+use rankfit_train::export::load_peft;
+use rankfit_train::model::bert::Inputs;
+use rankfit_train::model::load_minilm;
+use rankfit_train::tokenize::collate;
+use rankfit_train::{train, ArtifactKind, TrainError, TrainEvent, TrainJob};
+
+/// 320 short reviews: 256 train, 64 validation; label from the adjective's polarity.
+fn sentiment() -> ParsedDataset {
+    let good = ["wonderful", "great", "excellent", "delightful", "superb", "lovely", "fantastic", "charming"];
+    let bad = ["terrible", "awful", "boring", "dreadful", "horrible", "disappointing", "poor", "annoying"];
+    let nouns = ["movie", "meal", "concert", "book", "hotel", "game", "show", "trip", "class", "album"];
+    let frames = ["The {n} was {a}.", "What a {a} {n}!", "I found the {n} {a}.", "Honestly, a {a} {n}."];
+    let mut examples = Vec::new();
+    let mut i = 0usize;
+    for n in nouns {
+        for (k, f) in frames.iter().enumerate() {
+            for j in 0..4 {
+                let positive = (i + j).is_multiple_of(2);
+                let adj = if positive { good[(i + j + k) % 8] } else { bad[(i * 3 + j + k) % 8] };
+                let split = if i % 5 == 4 { Split::Validation } else { Split::Train };
+                examples.push(Example {
+                    text_a: f.replace("{n}", n).replace("{a}", adj),
+                    text_b: None,
+                    target: Target::Class(if positive { "positive" } else { "negative" }.into()),
+                    split,
+                });
+                i += 1;
+            }
+        }
+    }
+    ParsedDataset {
+        task_family: TaskFamily::Classification,
+        examples,
+        label_set: vec!["negative".into(), "positive".into()],
+        report: ValidationReport::default(),
+    }
+}
+
+fn job(method: MethodConfig, work_dir: &Path, max_steps: u64) -> TrainJob {
+    let training = TrainingConfig {
+        max_steps: Some(max_steps),
+        batch_size: 16,
+        learning_rate: 5e-3,
+        warmup_ratio: 0.1,
+        max_seq_len: 32,
+        eval_every: 0,
+        checkpoint_every: 0,
+        ..TrainingConfig::default()
+    };
+    TrainJob {
+        run_id: uuid::Uuid::nil(),
+        base_model: "all-minilm-l6-v2".into(),
+        config: RunConfig { training, method },
+        budget: 2,
+        seed: 7,
+        dataset: sentiment(),
+        assets_dir: assets_dir(),
+        work_dir: work_dir.to_path_buf(),
+    }
+}
+
+fn train_losses(events: &[TrainEvent]) -> Vec<f64> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            TrainEvent::Metric { split, name, value, .. } if split == "train" && name == "loss" => Some(*value),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Logits of the validation split through a PEFT adapter dir.
+fn peft_logits(dir: &Path) -> Vec<f32> {
+    let dev = Default::default();
+    let (bert, tok) = load_minilm::<B>(&minilm(), &dev).unwrap();
+    let loaded = load_peft::<B>(dir, &bert, &dev).unwrap();
+    let data = prepare(&sentiment(), &tok, 32).unwrap();
+    let encs: Vec<_> = data.validation.iter().map(|s| &s.enc).collect();
+    let batch = collate(&encs, tok.pad_id());
+    bert.logits(&Inputs::new(&batch, &dev), &loaded.store.values(), &loaded.head, &loaded.adapters, false)
+        .into_data()
+        .to_vec::<f32>()
+        .unwrap()
+}
+
+fn accuracy(logits: &[f32]) -> f64 {
+    let data_labels: Vec<usize> = sentiment()
+        .split(Split::Validation)
+        .map(|e| match &e.target {
+            Target::Class(c) if c == "positive" => 1,
+            _ => 0,
+        })
+        .collect();
+    let hits = data_labels.iter().enumerate().filter(|(i, &l)| usize::from(logits[i * 2 + 1] > logits[i * 2]) == l).count();
+    hits as f64 / data_labels.len() as f64
+}
+
+#[test]
+fn lora_learns_and_its_export_reloads() {
+    minilm();
+    let dir = tempfile::tempdir().unwrap();
+    let mut events = Vec::new();
+    let out = train(&job(MethodConfig::Lora, dir.path(), 48), &mut |e| events.push(e), &AtomicBool::new(false)).unwrap();
+    let losses = train_losses(&events);
+    assert_eq!(losses.len(), 48);
+    let head: f64 = losses[..8].iter().sum::<f64>() / 8.0;
+    let tail: f64 = losses[40..].iter().sum::<f64>() / 8.0;
+    assert!(tail < head * 0.7, "loss did not go down: {head} -> {tail}");
+    let (split, metrics) = &out.evaluations[0];
+    assert_eq!(split, "validation");
+    let acc = metrics["accuracy"].as_f64().unwrap();
+    assert!(acc >= 0.75, "validation accuracy {acc}");
+    assert!(metrics.contains_key("f1") && metrics.contains_key("mcc"));
+
+    let kinds: Vec<ArtifactKind> = out.artifacts.iter().map(|(k, _)| *k).collect();
+    assert_eq!(kinds, vec![ArtifactKind::AdapterPeft, ArtifactKind::AdapterMerged]);
+    let peft_dir = &out.artifacts[0].1;
+    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(peft_dir.join("adapter_config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["peft_type"], "LORA");
+    assert_eq!(cfg["r"], 2);
+    let logits = peft_logits(peft_dir);
+    assert_eq!(accuracy(&logits), acc, "reloaded adapter scores differently");
+
+    // The merged model gives the same logits as base + adapter.
+    let merged = &out.artifacts[1].1;
+    let dev = Default::default();
+    let files = rankfit_train::assets::MiniLmFiles {
+        config: merged.join("config.json"),
+        weights: merged.join("model.safetensors"),
+        tokenizer: merged.join("tokenizer.json"),
+    };
+    let (bert, tok) = load_minilm::<B>(&files, &dev).unwrap();
+    let (tensors, _) = rankfit_train::model::weights::read_safetensors(&merged.join("model.safetensors")).unwrap();
+    let mut store = rankfit_train::params::ParamStore::<B>::new();
+    let h = 384;
+    let hp = rankfit_train::model::bert::HeadParams {
+        pooler_w: store.push("p", tensors["bert.pooler.dense.weight"].to_tensor(&dev), false, false),
+        pooler_b: store.push(
+            "pb",
+            rankfit_train::model::weights::HostTensor::new(vec![1, h], tensors["bert.pooler.dense.bias"].data.clone()).to_tensor(&dev),
+            false,
+            false,
+        ),
+        classifier_w: store.push("c", tensors["classifier.weight"].to_tensor(&dev), false, false),
+        classifier_b: store.push(
+            "cb",
+            rankfit_train::model::weights::HostTensor::new(vec![1, 2], tensors["classifier.bias"].data.clone()).to_tensor(&dev),
+            false,
+            false,
+        ),
+    };
+    let data = prepare(&sentiment(), &tok, 32).unwrap();
+    let batch = collate(&data.validation.iter().map(|s| &s.enc).collect::<Vec<_>>(), tok.pad_id());
+    let merged_logits = bert
+        .logits(&Inputs::new(&batch, &dev), &store.values(), &hp, &rankfit_train::model::bert::NoHook, false)
+        .into_data()
+        .to_vec::<f32>()
+        .unwrap();
+    for (a, b) in merged_logits.iter().zip(&logits) {
+        assert!((a - b).abs() < 1e-4, "merged {a} vs adapter {b}");
+    }
+    if let Some(export_to) = std::env::var_os("RANKFIT_EXPORT_DIR") {
+        let to = Path::new(&export_to);
+        std::fs::create_dir_all(to).unwrap();
+        for (kind, p) in &out.artifacts {
+            let dest = to.join(kind.as_str());
+            let _ = std::fs::remove_dir_all(&dest);
+            std::fs::create_dir_all(&dest).unwrap();
+            for f in std::fs::read_dir(p).unwrap() {
+                let f = f.unwrap();
+                std::fs::copy(f.path(), dest.join(f.file_name())).unwrap();
+            }
+        }
+        let texts: Vec<String> = sentiment().split(Split::Validation).map(|e| e.text_a.clone()).collect();
+        std::fs::write(
+            to.join("rust_logits.json"),
+            serde_json::to_vec(&serde_json::json!({ "texts": texts, "max_len": 32, "adapter_peft": logits })).unwrap(),
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn adalora_keeps_to_the_budget_schedule() {
+    minilm();
+    let dir = tempfile::tempdir().unwrap();
+    let total = 40;
+    let ada = AdaLoraConfig { init_r: Some(3), ..AdaLoraConfig::default() };
+    let schedule = AdaLoraSchedule::resolve(&ada, total, 3, 2, 12).unwrap();
+    let mut events = Vec::new();
+    let out = train(&job(MethodConfig::AdaLora(ada), dir.path(), total), &mut |e| events.push(e), &AtomicBool::new(false)).unwrap();
+    let maps: Vec<_> = events.iter().filter_map(|e| if let TrainEvent::Ranks(m) = e { Some(m.clone()) } else { None }).collect();
+    assert!(maps.len() >= 3, "rank maps at start, on changes, at the end");
+    assert_eq!(maps[0].total(), 36);
+    let mut last_budget = u64::MAX;
+    for m in &maps {
+        assert_eq!(m.modules.len(), 12);
+        assert!(m.total() <= m.budget, "step {}: {} live > budget {}", m.step, m.total(), m.budget);
+        assert!(m.budget <= last_budget, "budget grew at step {}", m.step);
+        if m.step > 0 && m.step <= schedule.final_step() {
+            assert_eq!(m.budget, schedule.at(m.step).0, "budget at step {}", m.step);
+        }
+        last_budget = m.budget;
+    }
+    let last = maps.last().unwrap();
+    assert_eq!(last.step, total);
+    assert_eq!(last.total(), 24, "ends at exactly target_r * K");
+    assert_eq!(last.budget, 24);
+
+    let kinds: Vec<ArtifactKind> = out.artifacts.iter().map(|(k, _)| *k).collect();
+    assert_eq!(kinds, vec![ArtifactKind::AdapterPeft, ArtifactKind::AdapterLora, ArtifactKind::AdapterMerged]);
+    let peft = &out.artifacts[0].1;
+    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(peft.join("adapter_config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["peft_type"], "ADALORA");
+    assert_eq!(cfg["total_step"], total);
+    assert_eq!(cfg["init_r"], 3);
+    assert_eq!(cfg["target_r"], 2);
+    let kept: usize = cfg["rank_pattern"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_array().unwrap().iter().filter(|b| b.as_bool().unwrap()).count())
+        .sum();
+    assert_eq!(kept, 24);
+    // AdaLoRA export and its plain-LoRA re-expression compute the same function.
+    let a = peft_logits(peft);
+    let b = peft_logits(&out.artifacts[1].1);
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x - y).abs() < 1e-4, "adalora {x} vs plain lora {y}");
+    }
+}
+
+#[test]
+fn cancel_then_resume_from_checkpoint() {
+    minilm();
+    let dir = tempfile::tempdir().unwrap();
+    let mut j = job(MethodConfig::Lora, dir.path(), 12);
+    j.config.training.checkpoint_every = 5;
+    let cancel = AtomicBool::new(false);
+    let mut seen = Vec::new();
+    let err = train(
+        &j,
+        &mut |e| {
+            if let TrainEvent::Checkpoint { step: 5 } = e {
+                cancel.store(true, Ordering::Relaxed);
+            }
+            seen.push(e);
+        },
+        &cancel,
+    )
+    .unwrap_err();
+    assert!(matches!(err, TrainError::Cancelled), "{err}");
+    assert!(dir.path().join(rankfit_train::CHECKPOINT_DIR).join("state.json").is_file());
+    assert!(!dir.path().join("export").exists(), "a cancelled run exports nothing");
+
+    let mut events = Vec::new();
+    let resumed = train(&j, &mut |e| events.push(e), &AtomicBool::new(false)).unwrap();
+    assert!(events.iter().any(|e| matches!(e, TrainEvent::Log { message } if message.contains("resumed from the checkpoint at step 5"))));
+    let resumed_losses: Vec<u64> = events
+        .iter()
+        .filter_map(|e| {
+            if let TrainEvent::Metric { step, split, name, .. } = e {
+                (split == "train" && name == "loss").then_some(*step)
+            } else {
+                None
+            }
+        })
+        .collect();
+    assert_eq!(resumed_losses, (6..=12).collect::<Vec<_>>());
+
+    // The same run without interruption ends with the same validation metrics.
+    let fresh_dir = tempfile::tempdir().unwrap();
+    let mut fresh_job = j.clone();
+    fresh_job.work_dir = fresh_dir.path().to_path_buf();
+    let fresh = train(&fresh_job, &mut |_| {}, &AtomicBool::new(false)).unwrap();
+    let l1 = resumed.evaluations[0].1["loss"].as_f64().unwrap();
+    let l2 = fresh.evaluations[0].1["loss"].as_f64().unwrap();
+    assert!((l1 - l2).abs() < 1e-4, "resumed {l1} vs uninterrupted {l2}");
+}
+
+#[test]
+fn unimplemented_methods_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = train(&job(MethodConfig::RoLora(Default::default()), dir.path(), 5), &mut |_| {}, &AtomicBool::new(false)).unwrap_err();
+    assert!(matches!(err, TrainError::MethodNotAvailable(ref m) if m == "RoLoRA"), "{err}");
+}
