@@ -11,6 +11,7 @@ pub mod events;
 pub mod models;
 pub mod queue;
 pub mod runs;
+pub mod sessions;
 pub mod teams;
 pub mod testing;
 

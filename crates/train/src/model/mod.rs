@@ -1,7 +1,12 @@
 //! Backbones and the small tensor helpers they share.
 
 pub mod bert;
+pub mod gguf;
 pub mod head;
+pub mod llama;
+pub mod llama_assets;
+pub mod llama_generate;
+pub mod llama_tokenizer;
 pub mod weights;
 
 use burn::tensor::backend::Backend;

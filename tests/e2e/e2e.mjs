@@ -1,0 +1,265 @@
+// rankfit browser tests: sign in, upload a dataset (progress bar + validation report),
+// launch runs and follow one to a terminal state on the run page, leaderboard,
+// comparison, adapter download, sign out. Screenshots of every page go to SCREENSHOT_DIR.
+// Run through tests/e2e/run.sh, which starts the server and a worker.
+import { chromium } from "playwright-core";
+import fs from "node:fs";
+import path from "node:path";
+
+const BASE = process.env.BASE_URL;
+const TOKEN = process.env.RANKFIT_TOKEN;
+const SHOTS = process.env.SCREENSHOT_DIR || "target/e2e-screenshots";
+const PROFILE = process.env.PROFILE_DIR || "target/e2e-chromium-profile";
+const RUN_TIMEOUT_MS = Number(process.env.E2E_RUN_TIMEOUT_S || 900) * 1000;
+if (!BASE || !TOKEN) { console.error("BASE_URL and RANKFIT_TOKEN are required (use tests/e2e/run.sh)"); process.exit(2); }
+
+let passed = 0, failed = 0, skipped = 0;
+const state = {};
+fs.mkdirSync(SHOTS, { recursive: true });
+fs.rmSync(PROFILE, { recursive: true, force: true });
+
+const context = await chromium.launchPersistentContext(PROFILE, {
+  executablePath: "/usr/bin/chromium",
+  headless: true,
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync"], // the fresh --user-data-dir is PROFILE (added by Playwright)
+  viewport: { width: 1280, height: 900 },
+  acceptDownloads: true,
+});
+const page = context.pages()[0] || await context.newPage();
+page.setDefaultTimeout(30_000);
+const pageErrors = [];
+page.on("pageerror", (e) => pageErrors.push(String(e)));
+page.on("console", (m) => { if (m.type() === "error") pageErrors.push("console: " + m.text()); });
+
+function check(cond, message) { if (!cond) throw new Error(message); }
+async function shot(name) { await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true }); }
+/** Navigates and checks the HTML document is under 100 KB. */
+async function visit(url) {
+  const resp = await page.goto(BASE + url, { waitUntil: "domcontentloaded" });
+  check(resp, `no response for ${url}`);
+  const body = await resp.body().catch(() => Buffer.alloc(0));
+  check(body.length < 100 * 1024, `${url} is ${body.length} bytes (over 100 KB)`);
+  return resp;
+}
+async function test(name, fn) {
+  const t0 = Date.now();
+  pageErrors.length = 0;
+  try {
+    const r = await fn();
+    if (r === "skip") { skipped++; console.log(`SKIP ${name}`); return; }
+    check(pageErrors.length === 0, "errors in the page: " + pageErrors.join("; "));
+    passed++;
+    console.log(`ok   ${name} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+  } catch (e) {
+    failed++;
+    console.log(`FAIL ${name}: ${e.message}`);
+    await shot(`FAILED-${name.replace(/[^a-z0-9]+/gi, "-")}`).catch(() => {});
+  }
+}
+
+const jsonl = (n) => Array.from({ length: n }, (_, i) => JSON.stringify(i % 2 === 0
+  ? { text: `a truly wonderful and moving film, number ${i}`, label: "positive" }
+  : { text: `a dull, tiresome and far too long film, number ${i}`, label: "negative" })).join("\n") + "\n";
+
+await test("signed-out visitors are sent to sign-in; a bad token shows an error", async () => {
+  await visit("/runs");
+  check(new URL(page.url()).pathname === "/sign-in", `expected /sign-in, got ${page.url()}`);
+  await shot("01-sign-in");
+  await page.getByLabel("Team token").fill("rf_this_is_not_a_token");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.locator("#sign-in-error").waitFor();
+  check((await page.locator("#sign-in-error").textContent()).includes("unknown"), "error text");
+  await shot("02-sign-in-error");
+});
+
+await test("sign in with the team token", async () => {
+  await page.getByLabel("Team token").fill(TOKEN);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.waitForURL((u) => u.pathname === "/runs");
+  const cookies = await context.cookies(BASE);
+  const c = cookies.find((c) => c.name === "rankfit_session");
+  check(c && c.httpOnly && c.sameSite === "Strict", "HttpOnly SameSite=Strict session cookie");
+  check(!(await page.evaluate(() => document.cookie)).includes("rankfit_session"), "cookie not visible to scripts");
+  await visit("/");
+  await page.getByRole("heading", { name: "Dashboard" }).waitFor();
+  await shot("03-dashboard-empty");
+});
+
+await test("upload a JSONL dataset with a progress bar and see the validation report", async () => {
+  await visit("/datasets");
+  await page.getByLabel("File").setInputFiles({ name: "sentiment.jsonl", mimeType: "application/x-ndjson", buffer: Buffer.from(jsonl(60)) });
+  await page.getByLabel("Name").fill("e2e-sentiment");
+  await page.getByRole("button", { name: "Upload and validate" }).click();
+  await page.locator("#upload-report").waitFor();
+  check(await page.locator("#upload-progress").isVisible(), "progress bar shown");
+  check(Number(await page.locator("#upload-bar").getAttribute("value")) === 100, "progress reached 100%");
+  const text = await page.locator("#upload-report").textContent();
+  check(text.includes("Validation report") && text.includes("60") && text.includes("positive") && text.includes("negative"), "report content: " + text.slice(0, 300));
+  check(text.includes("wonderful"), "preview rows");
+  state.datasetId = (await page.locator("#upload-report a[href^='/datasets/']").first().getAttribute("href")).split("/").pop();
+  await shot("04-datasets-upload-report");
+});
+
+await test("a broken file is rejected with line-numbered errors", async () => {
+  const bad = jsonl(4) + "{not json\n" + JSON.stringify({ text: "no label here" }) + "\n";
+  await page.getByLabel("File").setInputFiles({ name: "broken.jsonl", mimeType: "application/x-ndjson", buffer: Buffer.from(bad) });
+  await page.getByLabel("Name").fill("e2e-broken");
+  await page.getByRole("button", { name: "Upload and validate" }).click();
+  await page.locator("#upload-errors").waitFor();
+  const text = await page.locator("#upload-errors").textContent();
+  check(/line 5/.test(text), "line 5 is named: " + text.slice(0, 300));
+  await shot("05-datasets-upload-errors");
+});
+
+await test("dataset detail shows the stored report", async () => {
+  check(state.datasetId, "needs the uploaded dataset");
+  await visit(`/datasets/${state.datasetId}`);
+  await page.getByRole("heading", { name: "Validation report" }).waitFor();
+  check((await page.locator("#report-rows").textContent()).trim() === "60", "row count");
+  await shot("06-dataset-detail");
+});
+
+await test("launch a run from the form", async () => {
+  check(state.datasetId, "needs the uploaded dataset");
+  await visit(`/runs/new?dataset_id=${state.datasetId}`);
+  await page.getByLabel("Method").selectOption("adalora");
+  await page.getByLabel("Budget (average rank per module)").fill("2");
+  await page.getByLabel("Run name (optional)").fill("e2e-adalora");
+  await page.getByLabel("Max steps (overrides epochs)").fill("6");
+  await page.getByLabel("Batch size").fill("8");
+  await page.getByLabel("Max sequence length").fill("32");
+  await page.getByLabel("Checkpoint every N steps (0: never)").fill("0");
+  await shot("07-launch-form");
+  await page.getByRole("button", { name: "Launch run" }).click();
+  await page.waitForURL(/\/runs\/[0-9a-f-]{36}$/);
+  state.runId = page.url().split("/").pop();
+  // A second run (plain LoRA, same budget) for the comparison page, through the API with the session + CSRF header.
+  state.runId2 = await page.evaluate(async (ds) => {
+    const csrf = document.querySelector('meta[name="csrf-token"]').content;
+    const r = await fetch("/api/v1/runs", { method: "POST", headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+      body: JSON.stringify({ dataset_id: ds, method: "lora", budget: 2, name: "e2e-lora", training: { max_steps: 6, batch_size: 8, max_seq_len: 32, checkpoint_every: 0 } }) });
+    if (!r.ok) throw new Error("second run: HTTP " + r.status);
+    return (await r.json()).run.id;
+  }, state.datasetId);
+  await shot("08-run-live");
+});
+
+await test("the run page follows the run to a terminal state", async () => {
+  check(state.runId, "needs the launched run");
+  await visit(`/runs/${state.runId}`);
+  const badge = page.locator("#run-status");
+  await page.waitForFunction(() => ["succeeded", "failed", "cancelled"].includes(document.querySelector("#run-status")?.textContent.trim()),
+    null, { timeout: RUN_TIMEOUT_MS, polling: 500 });
+  await page.waitForLoadState("domcontentloaded");
+  await page.waitForTimeout(1500); // the page reloads itself once to render results
+  state.outcome = (await badge.textContent()).trim();
+  console.log(`     run ${state.runId} ended: ${state.outcome}`);
+  if (state.outcome === "failed") {
+    const err = (await page.locator("#run-error").textContent()).trim();
+    check(await page.locator("#run-error").isVisible() && err.length > 0, "a failed run shows its error message");
+    console.log(`     error shown: ${err.slice(0, 200)}`);
+  } else {
+    check(state.outcome === "succeeded", `unexpected terminal state ${state.outcome}`);
+    await page.locator("#curves svg").first().waitFor({ timeout: 15_000 });
+    await page.locator("#heatmap svg").waitFor({ timeout: 15_000 });
+  }
+  check((await page.locator("#log li").count()) > 0, "the event log shows events");
+  await shot("09-run-terminal");
+});
+
+await test("runs list filters by status", async () => {
+  check(state.outcome, "needs a finished run");
+  await visit(`/runs?status=${state.outcome}`);
+  await page.locator(`a[href="/runs/${state.runId}"]`).first().waitFor();
+  await shot("10-runs-filtered");
+  await visit("/runs?status=queued");
+  check((await page.locator(`a[href="/runs/${state.runId}"]`).count()) === 0, "filter excludes the finished run");
+});
+
+await test("leaderboard for the dataset", async () => {
+  check(state.datasetId, "needs the dataset");
+  // Let the second run finish too so the board and comparison have two entries.
+  await page.waitForFunction(async (id) => {
+    const r = await fetch(`/api/v1/runs/${id}`); const d = await r.json();
+    return ["succeeded", "failed", "cancelled"].includes(d.run.status);
+  }, state.runId2, { timeout: RUN_TIMEOUT_MS, polling: 1000 });
+  await visit(`/leaderboard?dataset_id=${state.datasetId}&budget=2`);
+  await page.getByRole("heading", { name: "Leaderboard" }).waitFor();
+  if (state.outcome === "succeeded") {
+    const rows = page.locator("#leaderboard-table tbody tr");
+    check((await rows.count()) >= 1, "a succeeded run is on the board");
+    await page.locator("#leaderboard-table th button", { hasText: "Method" }).click();
+    check((await page.locator("#leaderboard-table th[aria-sort]").textContent()).includes("Method"), "sortable columns");
+  } else {
+    await page.locator("#no-entries").waitFor();
+  }
+  await shot("11-leaderboard");
+  await visit(`/leaderboard?dataset_id=${state.datasetId}&method=lora`);
+  await shot("12-leaderboard-filtered");
+});
+
+await test("comparison page for two runs", async () => {
+  check(state.runId && state.runId2, "needs two runs");
+  await visit("/compare");
+  await page.locator(`#pick-${state.runId}`).check();
+  await page.locator(`#pick-${state.runId2}`).check();
+  await page.getByRole("button", { name: "Compare" }).click();
+  await page.waitForURL(/\/compare\?run=/);
+  await page.locator("#compare-table").waitFor();
+  const heads = await page.locator("#compare-table thead th").count();
+  check(heads === 3, `two run columns (got ${heads - 1})`);
+  const text = await page.locator("#compare-table").textContent();
+  check(text.includes("Trainable params") && text.includes("Wall time"), "parameter counts and wall time rows");
+  await page.waitForFunction(() => !document.querySelector("#curves-empty") || document.querySelector("#curves-empty").textContent !== "Loading metrics…");
+  await shot("13-compare");
+});
+
+await test("download the adapter of the succeeded run", async () => {
+  if (state.outcome !== "succeeded") { console.log("     (the run did not succeed: no adapter to download)"); return "skip"; }
+  await visit(`/runs/${state.runId}`);
+  const link = page.locator('a[data-format="peft"]');
+  await link.waitFor();
+  const [download] = await Promise.all([page.waitForEvent("download"), link.click()]);
+  const file = await download.path();
+  const bytes = fs.readFileSync(file);
+  check(bytes.length > 100 && bytes.subarray(0, 2).toString() === "PK", `a zip (${bytes.length} bytes)`);
+  console.log(`     downloaded ${download.suggestedFilename()} (${bytes.length} bytes)`);
+  await shot("14-run-downloads");
+});
+
+await test("dashboard lists the runs and datasets", async () => {
+  await visit("/");
+  await page.locator(`a[href="/runs/${state.runId}"]`).first().waitFor();
+  await page.locator(`a[href="/datasets/${state.datasetId}"]`).first().waitFor();
+  await shot("15-dashboard");
+});
+
+await test("narrow screens get the same pages (responsive)", async () => {
+  await page.setViewportSize({ width: 390, height: 844 });
+  await visit(`/runs/${state.runId}`);
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  check(overflow <= 2, `no horizontal page scroll (overflow ${overflow}px)`);
+  await shot("16-run-mobile");
+  await visit("/datasets");
+  await shot("17-datasets-mobile");
+  await page.setViewportSize({ width: 1280, height: 900 });
+});
+
+await test("keyboard: skip link and sign out", async () => {
+  await visit("/");
+  await page.keyboard.press("Tab");
+  check(await page.evaluate(() => document.activeElement.classList.contains("skip")), "first Tab reaches the skip link");
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.waitForURL((u) => u.pathname === "/sign-in");
+  await visit("/datasets");
+  check(new URL(page.url()).pathname === "/sign-in", "signed out: pages redirect to sign-in");
+});
+
+await context.close();
+fs.rmSync(PROFILE, { recursive: true, force: true });
+if (skipped) console.log(`${skipped} skipped`);
+const summary = `${passed} passed, ${failed} failed`;
+if (process.env.E2E_SUMMARY_FILE) fs.writeFileSync(process.env.E2E_SUMMARY_FILE, summary + "\n");
+else console.log(summary);
+process.exit(failed ? 1 : 0);
