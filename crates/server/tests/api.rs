@@ -1,99 +1,13 @@
 //! The REST API end to end: a real server on a loopback port, a real PostgreSQL.
 
-use std::path::PathBuf;
+mod common;
 
-use rankfit_server::{AppState, ServerConfig};
-use rankfit_store::testing::TestDb;
-use rankfit_store::{teams, ArtifactStore};
+use common::{error_code, sentiment_jsonl, Api};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-struct Api {
-    base: String,
-    http: reqwest::Client,
-    db: TestDb,
-    artifacts_dir: tempfile::TempDir,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
 async fn start(max_upload_bytes: usize) -> Api {
-    let db = TestDb::new().await;
-    let artifacts_dir = tempfile::tempdir().unwrap();
-    let store = ArtifactStore::open(artifacts_dir.path().to_str().unwrap()).unwrap();
-    let config = ServerConfig { max_upload_bytes, ..Default::default() };
-    let state = AppState::new(db.pool.clone(), store, config).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}/api/v1", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(rankfit_server::serve(listener, state, async move {
-        let _ = rx.await;
-    }));
-    Api { base, http: reqwest::Client::new(), db, artifacts_dir, _stop: tx }
-}
-
-impl Api {
-    async fn team(&self, name: &str, admin: bool) -> String {
-        let team = teams::create_team(&self.db.pool, name, admin).await.unwrap();
-        teams::issue_token(&self.db.pool, team.id, "test").await.unwrap().secret
-    }
-
-    async fn upload(&self, token: &str, name: &str, file_name: &str, content: &[u8], fields: &[(&str, &str)]) -> (StatusCode, Value) {
-        let mut form = reqwest::multipart::Form::new().text("name", name.to_string());
-        for (k, v) in fields {
-            form = form.text(k.to_string(), v.to_string());
-        }
-        form = form.part("file", reqwest::multipart::Part::bytes(content.to_vec()).file_name(file_name.to_string()));
-        let resp = self.http.post(format!("{}/datasets", self.base)).bearer_auth(token).multipart(form).send().await.unwrap();
-        (resp.status(), resp.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn get(&self, token: &str, path: &str) -> (StatusCode, Value) {
-        let resp = self.http.get(format!("{}{path}", self.base)).bearer_auth(token).send().await.unwrap();
-        (resp.status(), resp.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn post(&self, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
-        let resp = self.http.post(format!("{}{path}", self.base)).bearer_auth(token).json(&body).send().await.unwrap();
-        (resp.status(), resp.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn count(&self, table: &str) -> i64 {
-        sqlx::query_scalar(&format!("select count(*) from {table}")).fetch_one(&self.db.pool).await.unwrap()
-    }
-
-    fn stored_files(&self) -> Vec<PathBuf> {
-        fn walk(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
-            for e in std::fs::read_dir(dir).unwrap() {
-                let p = e.unwrap().path();
-                if p.is_dir() {
-                    walk(&p, out)
-                } else {
-                    out.push(p)
-                }
-            }
-        }
-        let mut out = Vec::new();
-        walk(self.artifacts_dir.path(), &mut out);
-        out
-    }
-}
-
-fn sentiment_jsonl(rows: usize) -> String {
-    (0..rows)
-        .map(|i| {
-            let (text, label) = if i % 2 == 0 {
-                (format!("a truly wonderful film, number {i}"), "positive")
-            } else {
-                (format!("a dull and tiresome film, number {i}"), "negative")
-            };
-            json!({"text": text, "label": label}).to_string()
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn error_code(body: &Value) -> &str {
-    body["error"]["code"].as_str().unwrap_or("<no error code>")
+    Api::start(max_upload_bytes).await
 }
 
 #[tokio::test]

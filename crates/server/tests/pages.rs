@@ -1,9 +1,10 @@
 //! The HTML pages end to end: sign-in, sessions, CSRF, every page rendering, and team
 //! isolation. A real server on a loopback port, a real PostgreSQL.
 
-use rankfit_server::{AppState, ServerConfig};
-use rankfit_store::testing::TestDb;
-use rankfit_store::{teams, ArtifactStore};
+mod common;
+
+use common::TestServer;
+use rankfit_store::teams;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -11,25 +12,14 @@ use serde_json::{json, Value};
 struct Site {
     base: String,
     http: reqwest::Client,
-    db: TestDb,
-    _artifacts_dir: tempfile::TempDir,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    server: TestServer,
 }
 
 async fn start() -> Site {
-    let db = TestDb::new().await;
-    let artifacts_dir = tempfile::tempdir().unwrap();
-    let store = ArtifactStore::open(artifacts_dir.path().to_str().unwrap()).unwrap();
-    let state = AppState::new(db.pool.clone(), store, ServerConfig { max_upload_bytes: 1 << 20, ..Default::default() }).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(rankfit_server::serve(listener, state, async move {
-        let _ = rx.await;
-    }));
+    let server = TestServer::start(1 << 20).await;
     // Redirects are asserted, not followed.
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    Site { base, http, db, _artifacts_dir: artifacts_dir, _stop: tx }
+    Site { base: server.root.clone(), http, server }
 }
 
 /// `name=value` of a Set-Cookie header named `name`, with the whole header line.
@@ -54,8 +44,8 @@ struct Browser {
 
 impl Site {
     async fn team(&self, name: &str) -> String {
-        let team = teams::create_team(&self.db.pool, name, false).await.unwrap();
-        teams::issue_token(&self.db.pool, team.id, "test").await.unwrap().secret
+        let team = teams::create_team(&self.server.db.pool, name, false).await.unwrap();
+        teams::issue_token(&self.server.db.pool, team.id, "test").await.unwrap().secret
     }
 
     /// Loads the sign-in form: (sign-in cookie, form csrf).
@@ -132,19 +122,19 @@ impl Site {
         )
         .bind(id)
         .bind(sqlx::types::Json(json!({"trainable_params": {"start": 1000, "peak": 1500, "end": 800}, "wall_seconds": 90.5})))
-        .execute(&self.db.pool)
+        .execute(&self.server.db.pool)
         .await
         .unwrap();
         sqlx::query("insert into evaluation (run_id, split, metrics) values ($1, 'test', $2)")
             .bind(id)
             .bind(sqlx::types::Json(json!({"accuracy": accuracy, "f1": accuracy, "mcc": 0.5})))
-            .execute(&self.db.pool)
+            .execute(&self.server.db.pool)
             .await
             .unwrap();
         sqlx::query("insert into rank_snapshot (run_id, step, budget, ranks) values ($1, 10, 16, $2)")
             .bind(id)
             .bind(sqlx::types::Json(json!({"layer.0.query": 6, "layer.0.value": 2})))
-            .execute(&self.db.pool)
+            .execute(&self.server.db.pool)
             .await
             .unwrap();
     }
@@ -182,7 +172,7 @@ async fn sign_in_rejects_bad_tokens_and_sets_a_strict_http_only_cookie() {
     // Only the hash of the secret is stored.
     let stored: i64 = sqlx::query_scalar("select count(*) from web_session where id = $1")
         .bind(teams::hash_token(&secret))
-        .fetch_one(&site.db.pool)
+        .fetch_one(&site.server.db.pool)
         .await
         .unwrap();
     assert_eq!(stored, 1);
@@ -226,7 +216,7 @@ async fn state_changing_requests_without_the_csrf_token_are_refused() {
         assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     }
     let status: String =
-        sqlx::query_scalar("select status from run where id = $1::uuid").bind(&run_id).fetch_one(&site.db.pool).await.unwrap();
+        sqlx::query_scalar("select status from run where id = $1::uuid").bind(&run_id).fetch_one(&site.server.db.pool).await.unwrap();
     assert_eq!(status, "queued");
 
     // Cookie-authenticated API writes need the X-CSRF-Token header; errors stay JSON.
@@ -298,7 +288,7 @@ async fn state_changing_requests_without_the_csrf_token_are_refused() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
     let status: String =
-        sqlx::query_scalar("select status from run where id = $1::uuid").bind(&run2).fetch_one(&site.db.pool).await.unwrap();
+        sqlx::query_scalar("select status from run where id = $1::uuid").bind(&run2).fetch_one(&site.server.db.pool).await.unwrap();
     assert_eq!(status, "cancelled");
     let resp = site.http.post(format!("{}/sign-out", site.base)).header(COOKIE, &b.cookie).form(&[("csrf", &b.csrf)]).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
@@ -325,7 +315,7 @@ async fn every_page_renders_for_a_signed_in_team_and_redirects_otherwise() {
     site.finish_run(&r2, 0.85).await;
     sqlx::query("update run set status = 'failed', finished_at = now(), error = 'method not available: rolora' where id = $1::uuid")
         .bind(&r3)
-        .execute(&site.db.pool)
+        .execute(&site.server.db.pool)
         .await
         .unwrap();
 

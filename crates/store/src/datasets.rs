@@ -94,7 +94,16 @@ pub async fn get_any(pool: &PgPool, id: Uuid) -> Result<DatasetRow> {
 
 /// Deletes a dataset no run uses; returns its artifact uri so the caller removes the file.
 pub async fn delete(pool: &PgPool, team_id: Uuid, id: Uuid) -> Result<String> {
-    let used: i64 = sqlx::query_scalar("select count(*) from run where dataset_id = $1").bind(id).fetch_one(pool).await?;
+    // Counted only when the dataset is the team's own: another team learns nothing, not even
+    // whether the id exists.
+    let used: Option<i64> = sqlx::query_scalar(
+        "select (select count(*) from run r where r.dataset_id = d.id) from dataset d where d.id = $1 and d.team_id = $2",
+    )
+    .bind(id)
+    .bind(team_id)
+    .fetch_optional(pool)
+    .await?;
+    let used = used.ok_or(StoreError::NotFound)?;
     if used > 0 {
         return Err(StoreError::Conflict(format!("{used} run(s) use this dataset; delete or keep them first")));
     }

@@ -1,6 +1,8 @@
 //! Read-only catalog endpoints: base models, task families, leaderboards.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
+
+use super::QueryParams;
 use axum::Json;
 use rankfit_domain::catalog::BASE_MODELS;
 use rankfit_domain::dataset::DataFormat;
@@ -61,7 +63,11 @@ pub struct LeaderboardParams {
 
 /// Best run per (method, base model, budget) on a dataset, ranked by the family's
 /// primary metric (or `metric`) on the test split (or `split`).
-pub async fn leaderboard(State(st): State<AppState>, Auth(team): Auth, Query(p): Query<LeaderboardParams>) -> ApiResult<Json<Value>> {
+pub async fn leaderboard(
+    State(st): State<AppState>,
+    Auth(team): Auth,
+    QueryParams(p): QueryParams<LeaderboardParams>,
+) -> ApiResult<Json<Value>> {
     let dataset = datasets::get(&st.pool, team.id, p.dataset_id).await.map_err(|e| match e {
         StoreError::NotFound => AppError::not_found("dataset"),
         other => other.into(),

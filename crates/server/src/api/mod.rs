@@ -66,8 +66,29 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
         let bytes = bytes::Bytes::from_request(req, state)
             .await
             .map_err(|e| crate::AppError::bad_request(format!("could not read the body: {e}")))?;
-        serde_json::from_slice(&bytes)
-            .map(JsonBody)
-            .map_err(|e| crate::AppError::unprocessable("invalid_json", format!("request body: {e}")))
+        let de = &mut serde_json::Deserializer::from_slice(&bytes);
+        serde_path_to_error::deserialize(de).map(JsonBody).map_err(|e| {
+            let field = e.path().to_string();
+            let inner = e.into_inner();
+            if field == "." || inner.is_syntax() || inner.is_eof() {
+                crate::AppError::unprocessable("invalid_json", format!("request body: {inner}"))
+            } else {
+                crate::AppError::unprocessable("invalid_field", format!("{field}: {inner}"))
+                    .with_details(serde_json::json!({ "field": field }))
+            }
+        })
+    }
+}
+
+/// Query parameters whose decoding errors are reported in our error format (400 naming the
+/// parameter) instead of axum's plain-text rejection.
+pub(crate) struct QueryParams<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequestParts<S> for QueryParams<T> {
+    type Rejection = crate::AppError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        serde_urlencoded::from_str(query).map(QueryParams).map_err(|e| crate::AppError::bad_request(format!("query string: {e}")))
     }
 }

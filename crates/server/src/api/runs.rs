@@ -6,7 +6,9 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
+
+use super::QueryParams;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -78,7 +80,7 @@ pub async fn create(
     Auth(team): Auth,
     JsonBody(body): JsonBody<CreateRun>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let (method, config) = build_config(&body)?;
+    let (method, mut config) = build_config(&body)?;
     let dataset = datasets::get(&st.pool, team.id, body.dataset_id).await.map_err(|e| match e {
         StoreError::NotFound => field_error("dataset_id", "no dataset with this id in your team"),
         other => other.into(),
@@ -97,6 +99,10 @@ pub async fn create(
             format!("{} is a {} model and cannot train a {family} dataset", model.id, model.architecture.as_str()),
         ));
     }
+    if body.training.as_ref().and_then(|t| t.get("target_modules")).is_none() {
+        config.training.target_modules = model.default_targets.iter().map(|s| s.to_string()).collect();
+    }
+    model.check_targets(&config.training.target_modules).map_err(|e| field_error("training.target_modules", e))?;
     let max_attempts = body.max_attempts.unwrap_or(3);
     if !(1..=20).contains(&max_attempts) {
         return Err(field_error("max_attempts", "must be in 1..=20"));
@@ -139,7 +145,7 @@ pub struct ListQuery {
     offset: Option<i64>,
 }
 
-pub async fn list(State(st): State<AppState>, Auth(team): Auth, Query(q): Query<ListQuery>) -> ApiResult<Json<Value>> {
+pub async fn list(State(st): State<AppState>, Auth(team): Auth, QueryParams(q): QueryParams<ListQuery>) -> ApiResult<Json<Value>> {
     let status = q
         .status
         .as_deref()
@@ -212,7 +218,7 @@ pub async fn download_adapter(
     State(st): State<AppState>,
     Auth(team): Auth,
     Path(id): Path<String>,
-    Query(q): Query<AdapterQuery>,
+    QueryParams(q): QueryParams<AdapterQuery>,
 ) -> ApiResult<Response> {
     let run = owned_run(&st, team.id, &id).await?;
     let kind = match q.format.as_deref().unwrap_or("peft") {
@@ -254,7 +260,7 @@ pub async fn events(
     Auth(team): Auth,
     Path(id): Path<String>,
     headers: HeaderMap,
-    Query(q): Query<EventsQuery>,
+    QueryParams(q): QueryParams<EventsQuery>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let run = owned_run(&st, team.id, &id).await?;
     let header_id = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<i64>().ok());
