@@ -43,6 +43,18 @@ pub enum StoreError {
     Cluster(#[from] cluster::ClusterError),
 }
 
+impl StoreError {
+    /// Whether trying again later may succeed: the database was unreachable, restarting or
+    /// shutting down (connection errors, SQLSTATE classes 08 and 57P).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Db(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_)) => true,
+            StoreError::Db(sqlx::Error::Database(db)) => db.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+            _ => false,
+        }
+    }
+}
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// The schema, embedded at build time from the workspace's `migrations/`.

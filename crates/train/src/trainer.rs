@@ -152,8 +152,17 @@ pub fn run<B: AutodiffBackend>(
     let (mut loss_sum, mut loss_n) = (0f64, 0u64);
     let mut examples_seen = 0usize;
     let loop_started = Instant::now();
+    let mut saved_at = step;
     while step < total {
         if cancel.load(Ordering::Relaxed) {
+            // Stopped early (cancel, worker shutdown, lost lease): save the progress so that a
+            // later attempt resumes from this step rather than from the last periodic checkpoint.
+            if t.checkpoint_every > 0 && step > saved_at {
+                let ck =
+                    Checkpoint::capture(&run.store, &run.adapters, &run.adam, run.allocator.as_ref(), step, best.as_ref(), peak_trainable);
+                checkpoint::save(&ckpt_dir, &fingerprint, &ck)?;
+                on_event(TrainEvent::Checkpoint { step });
+            }
             return Err(TrainError::Cancelled);
         }
         let s = step;
@@ -192,6 +201,7 @@ pub fn run<B: AutodiffBackend>(
             let ck = Checkpoint::capture(&run.store, &run.adapters, &run.adam, run.allocator.as_ref(), step, best.as_ref(), peak_trainable);
             checkpoint::save(&ckpt_dir, &fingerprint, &ck)?;
             on_event(TrainEvent::Checkpoint { step });
+            saved_at = step;
         }
     }
     let train_seconds = loop_started.elapsed().as_secs_f64();

@@ -120,14 +120,40 @@ pub async fn run(
         if cfg.max_runs.is_some_and(|m| done >= m) {
             break;
         }
-        for r in queue::reap(&pool, cfg.backoff_base).await? {
-            tracing::warn!(run = %r.id, status = %r.status, attempts = r.attempts, "expired lease reaped");
-        }
-        match queue::claim(&pool, &cfg.name, cfg.lease).await? {
+        let claimed = match queue::reap(&pool, cfg.backoff_base).await {
+            Ok(reaped) => {
+                for r in reaped {
+                    tracing::warn!(run = %r.id, status = %r.status, attempts = r.attempts, "expired lease reaped");
+                }
+                queue::claim(&pool, &cfg.name, cfg.lease).await
+            }
+            Err(e) => Err(e),
+        };
+        let claimed = match claimed {
+            Ok(c) => c,
+            Err(e) if e.is_transient() => {
+                tracing::warn!("the database is unreachable ({e}); retrying in {:?}", cfg.poll);
+                tokio::select! {
+                    _ = tokio::time::sleep(cfg.poll) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        match claimed {
             Some(lease) => {
                 let id = lease.run.id;
                 tracing::info!(run = %id, attempt = lease.run.attempts, "claimed run");
-                process(&pool, &store, &cfg, &trainer, lease, &mut shutdown).await?;
+                match process(&pool, &store, &cfg, &trainer, lease, &mut shutdown).await {
+                    Ok(()) => {}
+                    // The database stayed away too long: the lease expires and the run is
+                    // retried by whichever worker claims it next.
+                    Err(WorkerError::Store(e)) if e.is_transient() => {
+                        tracing::warn!(run = %id, "giving the run up: the database stayed unreachable ({e})")
+                    }
+                    Err(e) => return Err(e),
+                }
                 done += 1;
             }
             None => {
@@ -152,6 +178,30 @@ pub async fn run(
     }
     tracing::info!(worker = %cfg.name, runs = done, "worker stopped");
     Ok(done)
+}
+
+/// How long a worker keeps retrying a write while the database is unreachable.
+const RETRY_FOR: Duration = Duration::from_secs(120);
+
+/// Runs `op` until it succeeds, fails for good, or the database has been unreachable for
+/// [`RETRY_FOR`]; a PostgreSQL restart costs a pause, never a metric or a result.
+async fn retrying<T, F, Fut>(what: &str, mut op: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let started = tokio::time::Instant::now();
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match op().await {
+            Err(e) if e.is_transient() && started.elapsed() < RETRY_FOR => {
+                tracing::warn!("{what}: the database is unreachable ({e}); retrying in {delay:?}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Why the trainer was asked to stop.
@@ -182,7 +232,8 @@ async fn process(
         Ok(job) => job,
         Err(message) => {
             tracing::warn!(run = %run_id, "cannot start: {message}");
-            queue::finish(pool, run_id, token, &Outcome::Failed { error: message }).await?;
+            let outcome = Outcome::Failed { error: message };
+            retrying("failing the run", || queue::finish(pool, run_id, token, &outcome)).await?;
             return Ok(());
         }
     };
@@ -213,7 +264,7 @@ async fn process(
         tokio::select! {
             Some(ev) = rx.recv() => {
                 if stop != Stop::LeaseLost {
-                    if let Err(e) = record_event(pool, store, &job, token, ev).await {
+                    if let Err(e) = retrying("recording an event", || record_event(pool, store, &job, token, ev.clone())).await {
                         tracing::warn!(run = %run_id, "recording an event failed: {e}");
                     }
                 }
@@ -245,7 +296,7 @@ async fn process(
     // Drain what the trainer reported before it returned.
     while let Ok(ev) = rx.try_recv() {
         if stop != Stop::LeaseLost {
-            if let Err(e) = record_event(pool, store, &job, token, ev).await {
+            if let Err(e) = retrying("recording an event", || record_event(pool, store, &job, token, ev.clone())).await {
                 tracing::warn!(run = %run_id, "recording an event failed: {e}");
             }
         }
@@ -265,19 +316,19 @@ async fn process(
     match (stop, result) {
         (Stop::LeaseLost, _) => Ok(()),
         (Stop::Shutdown, _) => {
-            queue::release(pool, run_id, token).await?;
+            retrying("releasing the run", || queue::release(pool, run_id, token)).await?;
             Ok(())
         }
         (Stop::UserCancel, _) | (_, Err(rankfit_train::TrainError::Cancelled)) => {
-            queue::finish(pool, run_id, token, &Outcome::Cancelled).await?;
+            retrying("finishing the run", || queue::finish(pool, run_id, token, &Outcome::Cancelled)).await?;
             Ok(())
         }
         (Stop::None, Ok(output)) => {
-            let outcome = match publish(pool, store, &job, token, &output).await {
+            let outcome = match retrying("publishing the results", || publish(pool, store, &job, token, &output)).await {
                 Ok(()) => Outcome::Succeeded { summary: output.summary.clone() },
                 Err(e) => Outcome::Failed { error: format!("storing the results failed: {e}") },
             };
-            queue::finish(pool, run_id, token, &outcome).await?;
+            retrying("finishing the run", || queue::finish(pool, run_id, token, &outcome)).await?;
             if matches!(outcome, Outcome::Succeeded { .. }) {
                 let _ = std::fs::remove_dir_all(&job.work_dir);
             }
@@ -285,7 +336,8 @@ async fn process(
         }
         (Stop::None, Err(e)) => {
             tracing::warn!(run = %run_id, "run failed: {e}");
-            queue::finish(pool, run_id, token, &Outcome::Failed { error: e.to_string() }).await?;
+            let outcome = Outcome::Failed { error: e.to_string() };
+            retrying("finishing the run", || queue::finish(pool, run_id, token, &outcome)).await?;
             Ok(())
         }
     }

@@ -68,6 +68,7 @@ struct Fixture {
     db: TestDb,
     store: ArtifactStore,
     _dirs: (tempfile::TempDir, tempfile::TempDir),
+    art_root: std::path::PathBuf,
     work_root: std::path::PathBuf,
     team: Uuid,
     dataset: Uuid,
@@ -107,8 +108,8 @@ async fn fixture() -> Fixture {
     )
     .await
     .unwrap();
-    let work_root = work.path().to_path_buf();
-    Fixture { db, store, _dirs: (art, work), work_root, team: team.id, dataset: ds.id }
+    let (art_root, work_root) = (art.path().to_path_buf(), work.path().to_path_buf());
+    Fixture { db, store, _dirs: (art, work), art_root, work_root, team: team.id, dataset: ds.id }
 }
 
 impl Fixture {
@@ -228,9 +229,27 @@ async fn a_worker_that_lost_its_lease_stops_and_writes_nothing_more() {
     let (_tx, handle) = f.spawn(trainer, Some(1));
     wait_for_progress(&progress, 2).await;
     // Another worker takes the run over, as after a network partition.
-    sqlx::query("update run set lease_expires_at = now() - interval '1 second' where id = $1").bind(run).execute(&f.db.pool).await.unwrap();
-    queue::reap(&f.db.pool, Duration::ZERO).await.unwrap();
-    let thief = queue::claim(&f.db.pool, "other-worker", Duration::from_secs(60)).await.unwrap().unwrap();
+    // (A heartbeat landing between the two statements renews the lease; then try again.)
+    loop {
+        sqlx::query("update run set lease_expires_at = now() - interval '1 second' where id = $1")
+            .bind(run)
+            .execute(&f.db.pool)
+            .await
+            .unwrap();
+        if queue::reap(&f.db.pool, Duration::ZERO).await.unwrap().iter().any(|r| r.id == run) {
+            break;
+        }
+    }
+    // The old holder's token-guarded writes lock the row for a moment, and `skip locked`
+    // then skips it; a real worker would get it on its next poll.
+    let started = Instant::now();
+    let thief = loop {
+        if let Some(lease) = queue::claim(&f.db.pool, "other-worker", Duration::from_secs(60)).await.unwrap() {
+            break lease;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "the reaped run was never claimable");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     assert_eq!(thief.run.id, run);
     handle.await.unwrap();
     let before = runs::metrics(&f.db.pool, run).await.unwrap().len();
@@ -265,4 +284,42 @@ async fn failures_are_recorded_with_their_reason() {
     handle.await.unwrap();
     let row = wait_for_status(&f.db.pool, run, "failed", Duration::from_secs(5)).await;
     assert!(row.error.unwrap().contains("dataset file"), "error names the dataset file");
+}
+
+#[tokio::test]
+async fn an_unwritable_artifact_store_fails_the_run_and_records_no_artifact() {
+    let f = fixture().await;
+    let run = f.queue().await;
+    let (trainer, progress) = PacedTrainer::new(5, 100);
+    let (_tx, handle) = f.spawn(trainer, Some(1));
+    // Mid-run, the run's folder in the store becomes a plain file, so nothing can be stored
+    // under it any more (as with a read-only or full volume).
+    wait_for_progress(&progress, 1).await;
+    std::fs::create_dir_all(f.art_root.join("runs")).unwrap();
+    std::fs::write(f.art_root.join("runs").join(run.to_string()), b"not a directory").unwrap();
+    assert_eq!(handle.await.unwrap(), 1);
+    let row = wait_for_status(&f.db.pool, run, "failed", Duration::from_secs(10)).await;
+    let error = row.error.unwrap_or_default();
+    assert!(error.starts_with("storing the results failed: artifact store"), "{error}");
+    assert!(error.contains(&run.to_string()), "the error names the path: {error}");
+    assert!(artifacts::list(&f.db.pool, run).await.unwrap().is_empty(), "no artifact row points at a missing file");
+    assert!(runs::evaluations(&f.db.pool, run).await.unwrap().is_empty(), "no results without their artifacts");
+    // What was recorded while training is kept.
+    assert_eq!(runs::metrics(&f.db.pool, run).await.unwrap().len(), 5);
+}
+
+#[tokio::test]
+async fn a_broken_artifact_store_fails_the_run_before_training() {
+    let f = fixture().await;
+    // `runs/` is a plain file: the worker cannot even look for a checkpoint.
+    std::fs::write(f.art_root.join("runs"), b"not a directory").unwrap();
+    let run = f.queue().await;
+    let (trainer, progress) = PacedTrainer::new(3, 10);
+    let (_tx, handle) = f.spawn(trainer, Some(1));
+    assert_eq!(handle.await.unwrap(), 1);
+    let row = wait_for_status(&f.db.pool, run, "failed", Duration::from_secs(10)).await;
+    let error = row.error.unwrap_or_default();
+    assert!(error.contains("artifact store") && error.contains("Not a directory"), "{error}");
+    assert_eq!(progress.load(Ordering::SeqCst), 0, "no training without a usable store");
+    assert!(artifacts::list(&f.db.pool, run).await.unwrap().is_empty());
 }
