@@ -8,6 +8,8 @@
 
 pub mod catalog;
 pub mod dataset;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod metrics;
 pub mod rank;
 pub mod run;
