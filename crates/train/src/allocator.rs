@@ -11,10 +11,11 @@ use std::collections::HashMap;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use rankfit_domain::rank::RankMap;
-use rankfit_domain::run::AdaLoraConfig;
+use rankfit_domain::run::{AdaLoraConfig, MethodConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::adapters::{AdapterKind, Adapters};
+use crate::export::ExportMethod;
 use crate::model::weights::HostTensor;
 use crate::params::ParamStore;
 use crate::TrainError;
@@ -45,6 +46,31 @@ pub trait RankAllocator<B: Backend> {
 /// The rank map of `adapters` at `step`.
 pub fn rank_map(step: u64, budget: u64, adapters: &Adapters) -> RankMap {
     RankMap { step, budget, modules: adapters.list.iter().map(|a| (a.module.clone(), a.live_rank() as u32)).collect() }
+}
+
+/// The allocator of a run's method and how its adapter is exported.
+///
+/// `total` is the number of training steps, `init_r` the rank adapters start with,
+/// `target_r` the run's budget (average rank per module) and `modules` the number of
+/// adapted modules. Every training loop (encoder and decoder) selects its allocator here,
+/// so a new method is one module plus one arm of this match.
+pub fn for_method<B: Backend>(
+    method: &MethodConfig,
+    total: u64,
+    init_r: usize,
+    target_r: usize,
+    modules: u64,
+) -> Result<(Box<dyn RankAllocator<B>>, ExportMethod), TrainError> {
+    match method {
+        MethodConfig::Lora => Ok((Box::new(FixedRank { budget: init_r as u64 * modules }), ExportMethod::Lora { r: init_r })),
+        MethodConfig::AdaLora(ac) => {
+            let schedule = AdaLoraSchedule::resolve(ac, total, init_r as u64, target_r as u64, modules)?;
+            let export =
+                ExportMethod::AdaLora { init_r, target_r, schedule, beta1: ac.beta1, beta2: ac.beta2, orth_reg_weight: ac.orth_reg_weight };
+            Ok((Box::new(AdaLoraAllocator::new(ac, schedule)), export))
+        }
+        other => Err(TrainError::MethodNotAvailable(other.method().display_name().to_string())),
+    }
 }
 
 /// Plain LoRA: the ranks never change.

@@ -23,7 +23,7 @@ use serde_json::{json, Map, Value};
 
 use crate::adapters::adalora::orthogonal_regularizer;
 use crate::adapters::{AdapterKind, AdapterSpec, Adapters};
-use crate::allocator::{rank_map, AdaLoraAllocator, AdaLoraSchedule, FixedRank, RankAllocator};
+use crate::allocator::{for_method, rank_map, RankAllocator};
 use crate::assets::locate_minilm;
 use crate::checkpoint::{self, Best, Checkpoint};
 use crate::data::{prepare, HeadTask, Sample};
@@ -101,21 +101,7 @@ pub fn run<B: AutodiffBackend>(
     let spec = AdapterSpec { kind, rank: init_r, alpha: t.lora_alpha, dropout: t.lora_dropout };
     let adapters = Adapters::build_bert(&bert.config, &t.target_modules, spec, &mut store, &mut rng, &device)?;
     let k = adapters.list.len() as u64;
-    let (allocator, method): (Box<dyn RankAllocator<B::InnerBackend>>, ExportMethod) = match &cfg.method {
-        MethodConfig::AdaLora(ac) => {
-            let schedule = AdaLoraSchedule::resolve(ac, total, init_r as u64, u64::from(job.budget), k)?;
-            let method = ExportMethod::AdaLora {
-                init_r,
-                target_r: job.budget as usize,
-                schedule,
-                beta1: ac.beta1,
-                beta2: ac.beta2,
-                orth_reg_weight: ac.orth_reg_weight,
-            };
-            (Box::new(AdaLoraAllocator::new(ac, schedule)), method)
-        }
-        _ => (Box::new(FixedRank { budget: init_r as u64 * k }), ExportMethod::Lora { r: init_r }),
-    };
+    let (allocator, method) = for_method::<B::InnerBackend>(&cfg.method, total, init_r, job.budget as usize, k)?;
     let adam = AdamW::new(store.params.len(), t.weight_decay);
     let mut run = Run::<B> { job, device, bert, task: data.task.clone(), store, adapters, head, allocator, adam, method };
 
