@@ -254,7 +254,8 @@ impl Default for SalientLoraConfig {
     }
 }
 
-/// ALoRA / AB-LoRA (METHODS.md section 4).
+/// ALoRA / AB-LoRA (METHODS.md section 4). The fixed scoring batch is `val_batch` examples
+/// of the validation split (the training split when there is none), drawn with the run seed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ALoraConfig {
@@ -272,12 +273,25 @@ impl Default for ALoraConfig {
     }
 }
 
-/// RoLoRA (METHODS.md section 5).
+/// RoLoRA (METHODS.md section 5). The run's steps are split into `iterations` equal
+/// Frank-Wolfe iterations followed by a final fine-tuning phase of `final_ratio` of the
+/// steps at the last rank configuration (ours: the paper retrains each iteration in full).
+/// Inside an iteration, SPARSIFY is AdaLoRA's cubic schedule with `tinit_ratio` warm-up,
+/// masking every `delta_t` steps and `tfinal_ratio` frozen steps (fractions of the iteration).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RoLoraConfig {
     /// Frank-Wolfe iterations T.
     pub iterations: u32,
+    /// Average rank the first SPARSIFY keeps, as a fraction of the budget R (paper: R/2);
+    /// iteration t+1 keeps (1 + 1/(T + t)) times more on average than iteration t.
+    pub first_keep: f64,
+    pub tinit_ratio: f64,
+    pub tfinal_ratio: f64,
+    /// Masking interval inside SPARSIFY; None: max(1, 1% of an iteration).
+    pub delta_t: Option<u64>,
+    /// Fraction of all steps spent fine-tuning after the last EXTEND.
+    pub final_ratio: f64,
     pub beta1: f64,
     pub beta2: f64,
     pub orth_reg_weight: f64,
@@ -285,7 +299,17 @@ pub struct RoLoraConfig {
 
 impl Default for RoLoraConfig {
     fn default() -> Self {
-        Self { iterations: 3, beta1: 0.85, beta2: 0.85, orth_reg_weight: 0.5 }
+        Self {
+            iterations: 3,
+            first_keep: 0.5,
+            tinit_ratio: 0.1,
+            tfinal_ratio: 0.2,
+            delta_t: None,
+            final_ratio: 0.2,
+            beta1: 0.85,
+            beta2: 0.85,
+            orth_reg_weight: 0.5,
+        }
     }
 }
 
@@ -364,6 +388,9 @@ impl MethodConfig {
             }
             MethodConfig::SalientLora(c) => {
                 init("method.init_r", c.init_r)?;
+                if c.n_f == Some(0) {
+                    return Err(bad("method.n_f", "must be >= 1"));
+                }
                 if c.window_initial == 0 || c.window_final < c.window_initial {
                     return Err(bad("method.window_final", "need 1 <= window_initial <= window_final"));
                 }
@@ -382,11 +409,17 @@ impl MethodConfig {
                 Ok(())
             }
             MethodConfig::ALora(c) => {
-                if !(c.k1_epochs.is_finite() && c.k1_epochs >= 0.0 && c.k2_epochs.is_finite() && c.k2_epochs >= 0.0) {
+                if !(c.k1_epochs.is_finite() && c.k1_epochs >= 0.0) {
                     return Err(bad("method.k1_epochs", "epochs must be >= 0"));
+                }
+                if !(c.k2_epochs.is_finite() && c.k2_epochs >= 0.0) {
+                    return Err(bad("method.k2_epochs", "epochs must be >= 0"));
                 }
                 if c.rounds > 64 {
                     return Err(bad("method.rounds", "must be <= 64"));
+                }
+                if matches!(c.n_prune, Some(0)) {
+                    return Err(bad("method.n_prune", "must be >= 1"));
                 }
                 if c.val_batch == 0 || c.val_batch > 1024 {
                     return Err(bad("method.val_batch", "must be in 1..=1024"));
@@ -399,6 +432,21 @@ impl MethodConfig {
                 }
                 unit("method.beta1", c.beta1)?;
                 unit("method.beta2", c.beta2)?;
+                if !(c.first_keep.is_finite() && c.first_keep > 0.0 && c.first_keep <= 1.0) {
+                    return Err(bad("method.first_keep", "must be in (0, 1]"));
+                }
+                unit("method.tinit_ratio", c.tinit_ratio)?;
+                unit("method.tfinal_ratio", c.tfinal_ratio)?;
+                if c.tinit_ratio + c.tfinal_ratio >= 1.0 {
+                    return Err(bad("method.tfinal_ratio", "tinit_ratio + tfinal_ratio must be < 1"));
+                }
+                unit("method.final_ratio", c.final_ratio)?;
+                if c.delta_t == Some(0) {
+                    return Err(bad("method.delta_t", "must be >= 1"));
+                }
+                if !(c.orth_reg_weight.is_finite() && c.orth_reg_weight >= 0.0) {
+                    return Err(bad("method.orth_reg_weight", "must be >= 0"));
+                }
                 Ok(())
             }
         }
@@ -457,5 +505,22 @@ mod tests {
         cfg.method = MethodConfig::AdaLora(AdaLoraConfig { init_r: Some(4), ..Default::default() });
         assert_eq!(cfg.validate(8).unwrap_err().field, "method.init_r");
         assert!(serde_json::from_str::<RunConfig>(r#"{"method":{"method":"lora"},"bogus":1}"#).is_err());
+        let field = |m: MethodConfig| RunConfig { training: TrainingConfig::default(), method: m }.validate(8).unwrap_err().field;
+        assert_eq!(field(MethodConfig::SalientLora(SalientLoraConfig { lambda: 1.5, ..Default::default() })), "method.lambda");
+        assert_eq!(field(MethodConfig::SalientLora(SalientLoraConfig { n_f: Some(0), ..Default::default() })), "method.n_f");
+        assert_eq!(field(MethodConfig::SalientLora(SalientLoraConfig { window_final: 5, ..Default::default() })), "method.window_final");
+        assert_eq!(field(MethodConfig::ALora(ALoraConfig { k2_epochs: -1.0, ..Default::default() })), "method.k2_epochs");
+        assert_eq!(field(MethodConfig::ALora(ALoraConfig { n_prune: Some(0), ..Default::default() })), "method.n_prune");
+        assert_eq!(field(MethodConfig::ALora(ALoraConfig { val_batch: 0, ..Default::default() })), "method.val_batch");
+        assert_eq!(field(MethodConfig::RoLora(RoLoraConfig { first_keep: 0.0, ..Default::default() })), "method.first_keep");
+        assert_eq!(
+            field(MethodConfig::RoLora(RoLoraConfig { tinit_ratio: 0.5, tfinal_ratio: 0.5, ..Default::default() })),
+            "method.tfinal_ratio"
+        );
+        assert_eq!(field(MethodConfig::RoLora(RoLoraConfig { final_ratio: 1.0, ..Default::default() })), "method.final_ratio");
+        assert_eq!(field(MethodConfig::RoLora(RoLoraConfig { iterations: 0, ..Default::default() })), "method.iterations");
+        for m in Method::ALL {
+            assert!(RunConfig { training: TrainingConfig::default(), method: MethodConfig::default_for(m) }.validate(8).is_ok(), "{m}");
+        }
     }
 }

@@ -45,6 +45,7 @@ impl<B: Backend> Best<B> {
             p.value = v;
         }
         for (a, m) in adapters.list.iter_mut().zip(self.masks) {
+            a.rank = m.len();
             a.mask = m;
         }
     }
@@ -140,7 +141,9 @@ impl<B: Backend> Checkpoint<B> {
             adam.v[i] = get("adam_v");
         }
         adam.t = self.state.adam_t;
+        // Adapters resized during training (RoLoRA, ALoRA) come back at their saved size.
         for (a, m) in adapters.list.iter_mut().zip(&self.state.masks) {
+            a.rank = m.len();
             a.mask = m.clone();
         }
         let alloc: Vec<(String, HostTensor)> =

@@ -28,8 +28,22 @@ pub const ADAPTER_WEIGHTS: &str = "adapter_model.safetensors";
 /// The method-specific part of an export.
 #[derive(Debug, Clone)]
 pub enum ExportMethod {
-    Lora { r: usize },
-    AdaLora { init_r: usize, target_r: usize, schedule: AdaLoraSchedule, beta1: f64, beta2: f64, orth_reg_weight: f64 },
+    Lora {
+        r: usize,
+    },
+    AdaLora {
+        init_r: usize,
+        target_r: usize,
+        schedule: AdaLoraSchedule,
+        beta1: f64,
+        beta2: f64,
+        orth_reg_weight: f64,
+    },
+    /// Methods whose adapters change size during training (RoLoRA, ALoRA): exported as plain
+    /// LoRA with per-module ranks (`rank_pattern`, `alpha_pattern`).
+    RankPattern {
+        method: &'static str,
+    },
 }
 
 /// Everything an export needs to know about a trained model.
@@ -105,6 +119,7 @@ impl<B: Backend> TrainedAdapter<'_, B> {
         match &self.method {
             ExportMethod::Lora { r } => self.write_lora(dir, *r, None),
             ExportMethod::AdaLora { .. } => self.write_adalora(dir),
+            ExportMethod::RankPattern { .. } => self.write_plain_lora(dir),
         }
     }
 

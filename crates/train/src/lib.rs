@@ -113,8 +113,8 @@ pub enum TrainError {
 
 /// Trains `job`, calling `on_event` with progress and polling `cancel` between steps.
 ///
-/// LoRA and AdaLoRA on the BERT encoder (classification/regression) are implemented; other
-/// methods return [`TrainError::MethodNotAvailable`]. Resumes from `work_dir/checkpoint`
+/// All five methods (LoRA, AdaLoRA, SalientLoRA, ALoRA, RoLoRA) on the BERT encoder
+/// (classification/regression). Resumes from `work_dir/checkpoint`
 /// when it holds a checkpoint of the same run. Runs on the CPU backend.
 pub fn train(job: &TrainJob, on_event: &mut dyn FnMut(TrainEvent), cancel: &AtomicBool) -> Result<TrainOutput, TrainError> {
     trainer::run::<CpuBackend>(job, on_event, cancel, Default::default())

@@ -22,8 +22,8 @@ use rankfit_domain::run::{MethodConfig, RunConfig};
 use serde_json::{json, Map, Value};
 
 use crate::adapters::adalora::orthogonal_regularizer;
-use crate::adapters::{AdapterKind, AdapterSpec, Adapters};
-use crate::allocator::{for_method, rank_map, RankAllocator};
+use crate::adapters::{AdapterKind, AdapterSpec, Adapters, VariantHook, VariantMasks};
+use crate::allocator::{for_method_with, rank_map, AblationOracle, AllocContext, AllocatorSetup, RankAllocator};
 use crate::assets::locate_minilm;
 use crate::checkpoint::{self, Best, Checkpoint};
 use crate::data::{prepare, HeadTask, Sample};
@@ -65,6 +65,8 @@ struct Run<'a, B: AutodiffBackend> {
     allocator: Box<dyn RankAllocator<B::InnerBackend>>,
     adam: AdamW<B::InnerBackend>,
     method: ExportMethod,
+    /// The allocator's fixed scoring batch (ALoRA), empty otherwise.
+    oracle_batch: Vec<Sample>,
 }
 
 pub fn run<B: AutodiffBackend>(
@@ -76,10 +78,6 @@ pub fn run<B: AutodiffBackend>(
     let started = Instant::now();
     let cfg = &job.config;
     cfg.validate(job.budget).map_err(|e| TrainError::Config(e.to_string()))?;
-    match &cfg.method {
-        MethodConfig::Lora | MethodConfig::AdaLora(_) => {}
-        other => return Err(TrainError::MethodNotAvailable(other.method().display_name().to_string())),
-    }
     let base = rankfit_domain::catalog::base_model(&job.base_model)
         .ok_or_else(|| TrainError::Model(job.base_model.clone(), "unknown base model".into()))?;
     if base.architecture != rankfit_domain::catalog::Architecture::Bert {
@@ -97,13 +95,35 @@ pub fn run<B: AutodiffBackend>(
     let mut store = ParamStore::<B::InnerBackend>::new();
     let head = init_head(&mut store, &bert.pooler, data.task.outputs(), t.train_pooler, &mut rng, &device);
     let init_r = cfg.method.init_rank(job.budget) as usize;
-    let kind = if matches!(cfg.method, MethodConfig::Lora) { AdapterKind::Lora } else { AdapterKind::Svd };
+    // LoRA and ALoRA (gated LoRA) use the plain pair; the other methods the SVD triple.
+    let kind = if matches!(cfg.method, MethodConfig::Lora | MethodConfig::ALora(_)) { AdapterKind::Lora } else { AdapterKind::Svd };
     let spec = AdapterSpec { kind, rank: init_r, alpha: t.lora_alpha, dropout: t.lora_dropout };
     let adapters = Adapters::build_bert(&bert.config, &t.target_modules, spec, &mut store, &mut rng, &device)?;
     let k = adapters.list.len() as u64;
-    let (allocator, method) = for_method::<B::InnerBackend>(&cfg.method, total, init_r, job.budget as usize, k)?;
+    let mut sites: Vec<_> = adapters.list.iter().map(|a| a.site.index()).collect();
+    sites.sort_unstable();
+    sites.dedup();
+    let setup = AllocatorSetup {
+        total,
+        init_r,
+        target_r: job.budget as usize,
+        modules: k,
+        steps_per_epoch: Some(data.train.len().div_ceil(t.batch_size as usize).max(1) as u64),
+        module_types: Some(sites.len() as u32),
+        seed: job.seed,
+    };
+    let (allocator, method) = for_method_with::<B::InnerBackend>(&cfg.method, &setup)?;
+    let oracle_batch = match &cfg.method {
+        MethodConfig::ALora(ac) if allocator.needs_oracle() => {
+            let pool = if data.validation.is_empty() { &data.train } else { &data.validation };
+            let mut order: Vec<usize> = (0..pool.len()).collect();
+            order.shuffle(&mut StdRng::seed_from_u64(job.seed ^ 0x5EED_0BA7_C400_0001));
+            order.iter().take(ac.val_batch as usize).map(|&i| pool[i].clone()).collect()
+        }
+        _ => Vec::new(),
+    };
     let adam = AdamW::new(store.params.len(), t.weight_decay);
-    let mut run = Run::<B> { job, device, bert, task: data.task.clone(), store, adapters, head, allocator, adam, method };
+    let mut run = Run::<B> { job, device, bert, task: data.task.clone(), store, adapters, head, allocator, adam, method, oracle_batch };
 
     // Resume from the latest checkpoint of this run, if any.
     let ckpt_dir = job.work_dir.join(CHECKPOINT_DIR);
@@ -160,7 +180,10 @@ pub fn run<B: AutodiffBackend>(
         examples_seen += items.len();
         B::seed(&run.device, job.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(step));
 
-        let (loss_value, changed, grad_norm) = run.train_step(&items, step, s, total, warmup)?;
+        let (loss_value, changed, grad_norm, logs) = run.train_step(&items, step, s, total, warmup)?;
+        for message in logs {
+            on_event(TrainEvent::Log { message });
+        }
         if !loss_value.is_finite() {
             return Err(TrainError::Other(format!("the loss became {loss_value} at step {step}; lower the learning rate")));
         }
@@ -244,8 +267,16 @@ pub fn run<B: AutodiffBackend>(
 }
 
 impl<B: AutodiffBackend> Run<'_, B> {
-    /// One optimisation step; returns (loss, whether the rank map changed, grad norm).
-    fn train_step(&mut self, items: &[&Sample], step: u64, s: u64, total: u64, warmup: u64) -> Result<(f64, bool, f64), TrainError> {
+    /// One optimisation step; returns (loss, whether the rank map changed, grad norm, log lines).
+    #[allow(clippy::type_complexity)]
+    fn train_step(
+        &mut self,
+        items: &[&Sample],
+        step: u64,
+        s: u64,
+        total: u64,
+        warmup: u64,
+    ) -> Result<(f64, bool, f64, Vec<String>), TrainError> {
         let t = &self.job.config.training;
         let batch = collate(&items.iter().map(|x| &x.enc).collect::<Vec<_>>(), 0);
         let inputs = Inputs::<B>::new(&batch, &self.device);
@@ -253,8 +284,10 @@ impl<B: AutodiffBackend> Run<'_, B> {
         let logits = self.bert.logits(&inputs, &live, &self.head, &self.adapters, true);
         let mut loss = task_loss(&self.task, logits, items, &self.device);
         let reg_w = self.allocator.orth_reg_weight();
+        let mut orth_loss = None;
         if reg_w > 0.0 {
             if let Some(reg) = orthogonal_regularizer(&self.adapters, &live) {
+                orth_loss = Some(reg.clone().into_scalar().elem_f64());
                 loss = loss + reg * reg_w;
             }
         }
@@ -262,7 +295,16 @@ impl<B: AutodiffBackend> Run<'_, B> {
         let grads = loss.backward();
         let mut g = collect_grads(&live, &grads);
         drop(live);
-        let changed = self.allocator.after_backward(step, &mut self.adapters, &mut self.store, &g);
+        let mut oracle = BertOracle::<B> { bert: &self.bert, head: self.head, task: &self.task, samples: &self.oracle_batch };
+        let mut ctx = AllocContext::new(step, &mut self.adapters, &mut self.store, &mut g);
+        ctx.adam = Some(&mut self.adam);
+        ctx.orth_loss = orth_loss;
+        if !self.oracle_batch.is_empty() {
+            ctx.oracle = Some(&mut oracle);
+        }
+        let changed = self.allocator.allocate(&mut ctx)?;
+        let logs = std::mem::take(&mut ctx.log);
+        drop(ctx);
         let keep = self.adapters.keep_masks::<B::InnerBackend>(self.store.params.len(), &self.device);
         for (gi, k) in g.iter_mut().zip(&keep) {
             if let (Some(grad), Some(k)) = (gi.as_mut(), k) {
@@ -272,7 +314,7 @@ impl<B: AutodiffBackend> Run<'_, B> {
         let norm = clip_grads(&mut g, t.grad_clip);
         let lr = learning_rate(t.learning_rate, s, total, warmup);
         self.adam.step(&mut self.store, &g, &keep, lr);
-        Ok((loss_value, changed, norm))
+        Ok((loss_value, changed, norm, logs))
     }
 
     /// Metrics of the current weights on `samples` (no dropout).
@@ -316,6 +358,8 @@ impl<B: AutodiffBackend> Run<'_, B> {
         let out = self.job.work_dir.join("export");
         std::fs::create_dir_all(&out)?;
         let mut artifacts = vec![(ArtifactKind::AdapterPeft, trained.write_peft(&out.join("adapter_peft"))?)];
+        // AdaLoRA-format exports (AdaLoRA, SalientLoRA) also come as plain LoRA; RoLoRA and
+        // ALoRA are plain LoRA with per-module ranks already.
         if matches!(self.method, ExportMethod::AdaLora { .. }) {
             artifacts.push((ArtifactKind::AdapterLora, trained.write_plain_lora(&out.join("adapter_lora"))?));
         }
@@ -324,6 +368,77 @@ impl<B: AutodiffBackend> Run<'_, B> {
             trained.write_merged(&out.join("merged"), &files.config, &files.weights, &files.tokenizer)?,
         ));
         Ok(artifacts)
+    }
+}
+
+/// Token rows per forward pass when scoring ablation variants (variants of the fixed batch
+/// are stacked along the batch dimension up to this many tokens).
+const ORACLE_TOKENS: usize = 8192;
+
+/// ALoRA's ablation oracle on the BERT encoder: the fixed batch repeated once per variant,
+/// each copy with its own gates ([`VariantHook`]), several variants per forward pass.
+pub struct BertOracle<'a, B: AutodiffBackend> {
+    pub bert: &'a Bert<B>,
+    pub head: HeadParams,
+    pub task: &'a HeadTask,
+    pub samples: &'a [Sample],
+}
+
+impl<B: AutodiffBackend> AblationOracle<B::InnerBackend> for BertOracle<'_, B> {
+    fn losses(
+        &mut self,
+        adapters: &Adapters,
+        store: &ParamStore<B::InnerBackend>,
+        variants: &[Vec<Vec<bool>>],
+    ) -> Result<Vec<f64>, TrainError> {
+        let params = store.constants::<B>();
+        let device = params[0].device();
+        let encs: Vec<_> = self.samples.iter().map(|s| &s.enc).collect();
+        let one = collate(&encs, 0);
+        let rows = one.batch * one.seq;
+        let per_pass = (ORACLE_TOKENS / rows.max(1)).max(1);
+        let outputs = self.task.outputs();
+        let n = self.samples.len();
+        let mut out = Vec::with_capacity(variants.len());
+        for chunk in variants.chunks(per_pass) {
+            let mut stacked = Vec::with_capacity(chunk.len() * n);
+            for _ in chunk {
+                stacked.extend(encs.iter().copied());
+            }
+            let batch = collate(&stacked, 0);
+            let hook = VariantHook { adapters, masks: VariantMasks::new(adapters, chunk, rows, &device) };
+            let logits = self.bert.logits(&Inputs::<B>::new(&batch, &device), &params, &self.head, &hook, false);
+            let data = logits.into_data().convert::<f32>().to_vec::<f32>().map_err(|e| TrainError::Other(format!("{e:?}")))?;
+            for v in 0..chunk.len() {
+                let block = &data[v * n * outputs..(v + 1) * n * outputs];
+                out.push(host_loss(self.task, block, self.samples));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Mean task loss of host-side logits (cross-entropy or MSE).
+fn host_loss(task: &HeadTask, logits: &[f32], samples: &[Sample]) -> f64 {
+    match task {
+        HeadTask::Classification { labels } => {
+            let c = labels.len();
+            let total: f64 = samples
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    let row = &logits[i * c..(i + 1) * c];
+                    let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+                    let lse = max + row.iter().map(|&v| (v as f64 - max).exp()).sum::<f64>().ln();
+                    lse - row[s.class] as f64
+                })
+                .sum();
+            total / samples.len().max(1) as f64
+        }
+        HeadTask::Regression => {
+            let total: f64 = samples.iter().zip(logits).map(|(s, &y)| (y as f64 - s.score as f64).powi(2)).sum();
+            total / samples.len().max(1) as f64
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::{assets_dir, minilm, B};
 use rankfit_domain::dataset::{Example, ParsedDataset, Split, Target, ValidationReport};
-use rankfit_domain::run::{AdaLoraConfig, MethodConfig, RunConfig, TrainingConfig};
+use rankfit_domain::run::{ALoraConfig, AdaLoraConfig, MethodConfig, RoLoraConfig, RunConfig, SalientLoraConfig, TrainingConfig};
 use rankfit_domain::task::TaskFamily;
 use rankfit_train::allocator::AdaLoraSchedule;
 use rankfit_train::data::prepare;
@@ -293,9 +293,110 @@ fn cancel_then_resume_from_checkpoint() {
     assert!((l1 - l2).abs() < 1e-4, "resumed {l1} vs uninterrupted {l2}");
 }
 
+fn rank_maps(events: &[TrainEvent]) -> Vec<rankfit_domain::rank::RankMap> {
+    events.iter().filter_map(|e| if let TrainEvent::Ranks(m) = e { Some(m.clone()) } else { None }).collect()
+}
+
+/// The run's PEFT export reloads and scores exactly what the trainer's final evaluation did.
+fn export_reloads(out: &rankfit_train::TrainOutput, peft_type: &str) -> serde_json::Value {
+    let peft = &out.artifacts[0].1;
+    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(peft.join("adapter_config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["peft_type"], peft_type);
+    let acc = out.evaluations[0].1["accuracy"].as_f64().unwrap();
+    assert_eq!(accuracy(&peft_logits(peft)), acc, "reloaded adapter scores differently");
+    cfg
+}
+
 #[test]
-fn unimplemented_methods_say_so() {
+fn salientlora_reaches_exactly_its_target_and_exports_as_adalora() {
+    minilm();
     let dir = tempfile::tempdir().unwrap();
-    let err = train(&job(MethodConfig::RoLora(Default::default()), dir.path(), 5), &mut |_| {}, &AtomicBool::new(false)).unwrap_err();
-    assert!(matches!(err, TrainError::MethodNotAvailable(ref m) if m == "RoLoRA"), "{err}");
+    let total = 40;
+    let cfg = SalientLoraConfig { init_r: Some(3), n_i: Some(4), n_f: Some(26), window_initial: 3, window_final: 8, ..Default::default() };
+    let mut events = Vec::new();
+    let started = std::time::Instant::now();
+    let out = train(&job(MethodConfig::SalientLora(cfg), dir.path(), total), &mut |e| events.push(e), &AtomicBool::new(false)).unwrap();
+    eprintln!("salientlora: {:.1} s", started.elapsed().as_secs_f64());
+    let maps = rank_maps(&events);
+    assert_eq!(maps[0].total(), 36);
+    assert!(maps.len() >= 4, "windows closed and pruned: {} maps", maps.len());
+    for m in &maps {
+        assert!(m.total() <= m.budget, "step {}: {} live > budget {}", m.step, m.total(), m.budget);
+    }
+    let last = maps.last().unwrap();
+    assert_eq!((last.total(), last.budget), (24, 24), "exactly r_t at the end");
+    assert!(events.iter().any(|e| matches!(e, TrainEvent::Log { message } if message.contains("SalientLoRA window"))));
+    let losses = train_losses(&events);
+    assert!(losses.iter().all(|l| l.is_finite()));
+    let kinds: Vec<ArtifactKind> = out.artifacts.iter().map(|(k, _)| *k).collect();
+    assert_eq!(kinds, vec![ArtifactKind::AdapterPeft, ArtifactKind::AdapterLora, ArtifactKind::AdapterMerged]);
+    let cfg = export_reloads(&out, "ADALORA");
+    assert_eq!((cfg["init_r"].as_u64(), cfg["target_r"].as_u64(), cfg["tinit"].as_u64()), (Some(3), Some(2), Some(4)));
+    let a = peft_logits(&out.artifacts[0].1);
+    let b = peft_logits(&out.artifacts[1].1);
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x - y).abs() < 1e-4, "adalora-format {x} vs plain lora {y}");
+    }
+}
+
+#[test]
+fn rolora_never_exceeds_its_budget_and_moves_ranks() {
+    minilm();
+    let dir = tempfile::tempdir().unwrap();
+    let total = 40;
+    let cfg = RoLoraConfig { final_ratio: 0.25, delta_t: Some(1), ..Default::default() };
+    let mut events = Vec::new();
+    let started = std::time::Instant::now();
+    let out = train(&job(MethodConfig::RoLora(cfg), dir.path(), total), &mut |e| events.push(e), &AtomicBool::new(false)).unwrap();
+    eprintln!("rolora: {:.1} s", started.elapsed().as_secs_f64());
+    let maps = rank_maps(&events);
+    assert_eq!(maps[0].total(), 24, "starts at the budget, not above it");
+    for m in &maps {
+        assert!(m.total() <= 24, "step {}: {} live > K*R", m.step, m.total());
+    }
+    let iterations = events.iter().filter(|e| matches!(e, TrainEvent::Log { message } if message.contains("RoLoRA iteration"))).count();
+    assert_eq!(iterations, 3);
+    // First SPARSIFY goes down to R/2 on average (12 live components).
+    assert!(maps.iter().any(|m| m.total() == 12), "first sparsify reaches R/2");
+    let peak = out.summary["trainable_params"]["peak"].as_u64().unwrap();
+    let start = out.summary["trainable_params"]["start"].as_u64().unwrap();
+    assert!(peak <= start, "peak {peak} above the start {start} (= the budget)");
+    let cfg = export_reloads(&out, "LORA");
+    let ranks: u64 = cfg["rank_pattern"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+    assert_eq!(ranks, maps.last().unwrap().total());
+    assert!(ranks <= 24);
+}
+
+#[test]
+fn alora_keeps_the_budget_through_rounds_and_exports_per_module_ranks() {
+    minilm();
+    let dir = tempfile::tempdir().unwrap();
+    let total = 40;
+    // 16 steps per epoch: rounds at steps 8, 12, 16, each pruning n_A = 2 (query, value).
+    let cfg = ALoraConfig { k1_epochs: 0.5, k2_epochs: 0.25, rounds: 3, n_prune: None, val_batch: 8 };
+    let mut events = Vec::new();
+    let started = std::time::Instant::now();
+    let out = train(&job(MethodConfig::ALora(cfg), dir.path(), total), &mut |e| events.push(e), &AtomicBool::new(false)).unwrap();
+    eprintln!("alora: {:.1} s", started.elapsed().as_secs_f64());
+    let maps = rank_maps(&events);
+    for m in &maps {
+        assert_eq!(m.total(), 24, "step {}: the budget K*R holds exactly", m.step);
+    }
+    let rounds: Vec<&String> = events
+        .iter()
+        .filter_map(|e| match e {
+            TrainEvent::Log { message } if message.contains("ALoRA round") => Some(message),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rounds.len(), 3, "{rounds:?}");
+    assert!(rounds[0].contains("48 variants scored"), "{}", rounds[0]);
+    assert!(maps.iter().any(|m| m.modules.iter().any(|(_, r)| *r != 2)), "ranks moved");
+    let losses = train_losses(&events);
+    let head: f64 = losses[..8].iter().sum::<f64>() / 8.0;
+    let tail: f64 = losses[32..].iter().sum::<f64>() / 8.0;
+    assert!(tail < head, "loss did not go down: {head} -> {tail}");
+    let cfg = export_reloads(&out, "LORA");
+    let ranks: u64 = cfg["rank_pattern"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+    assert_eq!(ranks, 24);
 }

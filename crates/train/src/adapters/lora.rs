@@ -44,7 +44,12 @@ pub fn init<B: Backend>(
     }
 }
 
-/// `(alpha/r) * x A^T B^T` for `x [n, in]` (dropout already applied).
+/// `(alpha/r) * ((x A^T) ⊙ g) B^T` for `x [n, in]` (dropout already applied), with the 0/1
+/// gates g = the adapter's mask (ALoRA's gates; all ones for plain LoRA).
 pub fn delta<B: Backend>(ad: &Adapter, x: Tensor<B, 2>, params: &[Tensor<B, 2>]) -> Tensor<B, 2> {
-    x.matmul(params[ad.a].clone().transpose()).matmul(params[ad.b].clone().transpose()) * ad.scale
+    let mut h = x.matmul(params[ad.a].clone().transpose());
+    if ad.mask.iter().any(|m| !m) {
+        h = h * ad.mask_column::<B>(&params[ad.a].device()).reshape([1, ad.rank]);
+    }
+    h.matmul(params[ad.b].clone().transpose()) * ad.scale
 }

@@ -13,10 +13,12 @@ pub mod lora;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use rand::rngs::StdRng;
+use rand::Rng;
 
 use crate::model::bert::{module_path, BertConfig, LinearHook, Site};
 use crate::model::dropout;
-use crate::params::ParamStore;
+use crate::model::weights::HostTensor;
+use crate::params::{AdamW, ParamStore};
 use crate::TrainError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,9 +156,10 @@ impl Adapters {
         let ad = &self.list[i];
         let a = store.params[ad.a].value.clone();
         let b = store.params[ad.b].value.clone();
+        let m = ad.mask_column::<B>(&b.device());
         let a = match ad.e {
-            Some(e) => a * (store.params[e].value.clone() * ad.mask_column::<B>(&b.device())),
-            None => a,
+            Some(e) => a * (store.params[e].value.clone() * m),
+            None => a * m,
         };
         b.matmul(a) * ad.scale
     }
@@ -168,11 +171,168 @@ impl Adapters {
     pub fn total_allocated(&self) -> usize {
         self.list.iter().map(|a| a.rank).sum()
     }
+
+    /// The adapter on `(layer, site)`, if that linear layer is adapted.
+    pub fn index_of(&self, layer: usize, site: Site) -> Option<usize> {
+        self.by_site.get(layer * Site::ALL.len() + site.index()).copied().flatten()
+    }
+
+    /// Rebuilds adapter `i` from its components `keep` (in that order) plus `grow` new
+    /// components whose contribution is exactly zero (LoRA kind: A rows Kaiming-uniform,
+    /// B columns 0; SVD triple: P, Q ~ N(0, 0.02), e = 0), so the adapter's output is
+    /// unchanged when `keep` holds every component that contributes. The optimizer moments and
+    /// this step's gradients follow the components (new entries 0). Kept components keep their
+    /// mask bit; new ones are live. The scale is unchanged. An adapter left with no
+    /// component keeps one masked (gated-off) component so that no tensor has a zero dim.
+    #[allow(clippy::too_many_arguments)]
+    pub fn resize<B: Backend>(
+        &mut self,
+        i: usize,
+        keep: &[usize],
+        grow: usize,
+        store: &mut ParamStore<B>,
+        adam: &mut AdamW<B>,
+        grads: &mut [Option<Tensor<B, 2>>],
+        rng: &mut StdRng,
+    ) {
+        let ad = &self.list[i];
+        let (mut keep, mut grow, mut empty) = (keep.to_vec(), grow, false);
+        if keep.is_empty() && grow == 0 {
+            if ad.rank > 0 {
+                keep = vec![0];
+            } else {
+                grow = 1;
+            }
+            empty = true;
+        }
+        let new_r = keep.len() + grow;
+        let device = store.params[ad.a].value.device();
+        let (in_f, out_f) = (ad.in_features, ad.out_features);
+        let old_r = ad.rank;
+        // Rows of Q/A `[r, in]` and e `[r, 1]`, columns of P/B `[out, r]`.
+        let rows = |t: &HostTensor, width: usize, fresh: &mut dyn FnMut() -> f32| -> HostTensor {
+            let mut data = Vec::with_capacity(new_r * width);
+            for &k in &keep {
+                data.extend_from_slice(&t.data[k * width..(k + 1) * width]);
+            }
+            data.extend((0..grow * width).map(|_| fresh()));
+            HostTensor::new(vec![new_r, width], data)
+        };
+        let cols = |t: &HostTensor, fresh: &mut dyn FnMut() -> f32| -> HostTensor {
+            let mut data = Vec::with_capacity(out_f * new_r);
+            for row in 0..out_f {
+                data.extend(keep.iter().map(|&k| t.data[row * old_r + k]));
+                data.extend((0..grow).map(|_| fresh()));
+            }
+            HostTensor::new(vec![out_f, new_r], data)
+        };
+        let kind = ad.kind;
+        let bound = 1.0 / (in_f as f64).sqrt();
+        let mut zero = || 0f32;
+        let (a_idx, b_idx, e_idx) = (ad.a, ad.b, ad.e);
+        // Parameters.
+        let a_host = store.host(a_idx);
+        let b_host = store.host(b_idx);
+        let (new_a, new_b) = match kind {
+            AdapterKind::Lora => {
+                let mut ka = || rng.random_range(-bound..bound) as f32;
+                (rows(&a_host, in_f, &mut ka), cols(&b_host, &mut zero))
+            }
+            AdapterKind::Svd => {
+                let a = rows(&a_host, in_f, &mut || adalora::normal(rng, adalora::INIT_STD));
+                let b = cols(&b_host, &mut || adalora::normal(rng, adalora::INIT_STD));
+                (a, b)
+            }
+        };
+        store.params[a_idx].value = new_a.to_tensor(&device);
+        store.params[b_idx].value = new_b.to_tensor(&device);
+        if let Some(e) = e_idx {
+            let new_e = rows(&store.host(e), 1, &mut zero);
+            store.params[e].value = new_e.to_tensor(&device);
+        }
+        // Optimizer moments and gradients: same selection, zeros for new components.
+        let a_like = |t: &Tensor<B, 2>| rows(&HostTensor::from_tensor(t), in_f, &mut || 0.0).to_tensor::<B, 2>(&device);
+        let b_like = |t: &Tensor<B, 2>| cols(&HostTensor::from_tensor(t), &mut || 0.0).to_tensor::<B, 2>(&device);
+        let e_like = |t: &Tensor<B, 2>| rows(&HostTensor::from_tensor(t), 1, &mut || 0.0).to_tensor::<B, 2>(&device);
+        type Follow<'f, B> = &'f dyn Fn(&Tensor<B, 2>) -> Tensor<B, 2>;
+        let follow: [(Option<usize>, Follow<'_, B>); 3] = [(Some(a_idx), &a_like), (Some(b_idx), &b_like), (e_idx, &e_like)];
+        for (idx, f) in follow {
+            let Some(idx) = idx else { continue };
+            for slot in [adam.m.get_mut(idx), adam.v.get_mut(idx), grads.get_mut(idx)].into_iter().flatten() {
+                if let Some(t) = slot.take() {
+                    *slot = Some(f(&t));
+                }
+            }
+        }
+        let ad = &mut self.list[i];
+        let mut mask: Vec<bool> = keep.iter().map(|&k| ad.mask.get(k).copied().unwrap_or(false)).collect();
+        mask.extend(std::iter::repeat_n(true, grow));
+        if empty {
+            mask.iter_mut().for_each(|m| *m = false);
+        }
+        ad.rank = new_r;
+        ad.mask = mask;
+    }
+}
+
+/// Per-row gates for scoring several gate settings ("variants") in one forward pass:
+/// the input rows are the fixed batch repeated once per variant (variant v owns rows
+/// `[v * rows, (v + 1) * rows)` of every flattened `[tokens, features]` activation), and
+/// adapter k's components are gated per row by `variants[v][k]`.
+pub struct VariantMasks<B: Backend> {
+    /// Per adapter, `[variants * rows, r]`.
+    pub rows: Vec<Tensor<B, 2>>,
+}
+
+impl<B: Backend> VariantMasks<B> {
+    /// `variants[v][k]` is adapter k's gate vector in variant v; `rows` the number of
+    /// flattened rows one copy of the batch has (batch * seq).
+    pub fn new(adapters: &Adapters, variants: &[Vec<Vec<bool>>], rows: usize, device: &B::Device) -> Self {
+        let per_adapter = adapters
+            .list
+            .iter()
+            .enumerate()
+            .map(|(k, ad)| {
+                let mut data = Vec::with_capacity(variants.len() * rows * ad.rank);
+                for v in variants {
+                    let gate: Vec<f32> = v[k].iter().map(|&b| if b { 1.0 } else { 0.0 }).collect();
+                    for _ in 0..rows {
+                        data.extend_from_slice(&gate);
+                    }
+                }
+                HostTensor::new(vec![variants.len() * rows, ad.rank], data).to_tensor(device)
+            })
+            .collect();
+        Self { rows: per_adapter }
+    }
+}
+
+/// Adapter `ad`'s output on `x [n, in]` with per-row gates `gates [n, r]` (which replace
+/// the adapter's own mask): `scale * ((x Q^T) ⊙ e^T ⊙ gates) P^T` (LoRA kind: no e).
+pub fn variant_delta<B: Backend>(ad: &Adapter, x: Tensor<B, 2>, params: &[Tensor<B, 2>], gates: &Tensor<B, 2>) -> Tensor<B, 2> {
+    let mut h = x.matmul(params[ad.a].clone().transpose());
+    if let Some(e) = ad.e {
+        h = h * params[e].clone().reshape([1, ad.rank]);
+    }
+    (h * gates.clone()).matmul(params[ad.b].clone().transpose()) * ad.scale
+}
+
+/// A [`LinearHook`] applying [`VariantMasks`] (BERT encoder; no dropout).
+pub struct VariantHook<'a, B: Backend> {
+    pub adapters: &'a Adapters,
+    pub masks: VariantMasks<B>,
+}
+
+impl<B: Backend> LinearHook<B> for VariantHook<'_, B> {
+    fn delta(&self, layer: usize, site: Site, x: &Tensor<B, 2>, params: &[Tensor<B, 2>], _train: bool) -> Option<Tensor<B, 2>> {
+        let idx = self.adapters.index_of(layer, site)?;
+        Some(variant_delta(&self.adapters.list[idx], x.clone(), params, &self.masks.rows[idx]))
+    }
 }
 
 impl<B: Backend> LinearHook<B> for Adapters {
     fn delta(&self, layer: usize, site: Site, x: &Tensor<B, 2>, params: &[Tensor<B, 2>], train: bool) -> Option<Tensor<B, 2>> {
-        let idx = self.by_site.get(layer * Site::ALL.len() + site.index()).copied().flatten()?;
+        let idx = self.index_of(layer, site)?;
         let ad = &self.list[idx];
         let x = dropout(x.clone(), self.dropout, train);
         Some(match ad.kind {

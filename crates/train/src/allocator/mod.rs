@@ -1,0 +1,346 @@
+//! Rank allocators: who decides which adapter components stay live, and how many each
+//! adapter has.
+//!
+//! The training loop calls [`RankAllocator::allocate`] once per step, after the backward
+//! pass and before gradient clipping and the optimizer step, with the raw gradients. An
+//! allocator may rewrite the adapters' masks (and zero pruned `lora_E` entries) and, for
+//! the methods that move ranks between modules (RoLoRA, ALoRA), resize adapters: it then
+//! moves the optimizer moments and this step's gradients along (see [`Adapters::resize`]).
+//! The loop freezes pruned components in the optimizer afterwards.
+//!
+//! One module per method; [`for_method`] / [`for_method_with`] is the single selection
+//! point every training loop (encoder and decoder) uses.
+//!
+//! - [`adalora`]: AdaLoRA (METHODS.md section 2), also the SPARSIFY step of RoLoRA.
+//! - [`salientlora`]: SalientLoRA (section 3).
+//! - [`alora`]: ALoRA / AB-LoRA (section 4), needs an [`AblationOracle`].
+//! - [`rolora`]: RoLoRA (section 5).
+
+pub mod adalora;
+pub mod alora;
+pub mod rolora;
+pub mod salientlora;
+
+use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
+use rankfit_domain::rank::RankMap;
+use rankfit_domain::run::MethodConfig;
+
+pub use adalora::{AdaLoraAllocator, AdaLoraSchedule};
+pub use alora::ALoraAllocator;
+pub use rolora::RoLoraAllocator;
+pub use salientlora::{SalientLoraAllocator, SalientSchedule};
+
+use crate::adapters::Adapters;
+use crate::export::ExportMethod;
+use crate::model::weights::HostTensor;
+use crate::params::{AdamW, ParamStore};
+use crate::TrainError;
+
+/// Serializable allocator state for checkpoints (tensors go to safetensors, the rest to JSON).
+#[derive(Debug, Clone, Default)]
+pub struct AllocatorState {
+    pub json: serde_json::Value,
+    pub tensors: Vec<(String, HostTensor)>,
+}
+
+/// Forward passes of the model on the allocator's fixed batch, for ablation scores (ALoRA).
+/// Model-agnostic: the encoder loop implements it with a BERT forward pass, the decoder
+/// loop with its own; see [`crate::adapters::VariantMasks`] for batching several variants
+/// into one pass.
+pub trait AblationOracle<B: Backend> {
+    /// For every variant, the mean task loss (cross-entropy; MSE for regression) on the fixed
+    /// batch with the current parameter values, no dropout, and adapter `k`'s component gates
+    /// replaced by `variants[v][k]` (one bool per allocated component).
+    fn losses(&mut self, adapters: &Adapters, store: &ParamStore<B>, variants: &[Vec<Vec<bool>>]) -> Result<Vec<f64>, TrainError>;
+}
+
+/// Any closure with the oracle's signature is an oracle (tests, toy models).
+impl<B: Backend, F> AblationOracle<B> for F
+where
+    F: FnMut(&Adapters, &ParamStore<B>, &[Vec<Vec<bool>>]) -> Result<Vec<f64>, TrainError>,
+{
+    fn losses(&mut self, adapters: &Adapters, store: &ParamStore<B>, variants: &[Vec<Vec<bool>>]) -> Result<Vec<f64>, TrainError> {
+        self(adapters, store, variants)
+    }
+}
+
+/// What an allocator sees at one step.
+pub struct AllocContext<'a, B: Backend> {
+    /// 1-based step that just ran its backward pass.
+    pub step: u64,
+    pub adapters: &'a mut Adapters,
+    pub store: &'a mut ParamStore<B>,
+    /// Raw gradients of this step, one per parameter; resized along with the adapters.
+    pub grads: &'a mut [Option<Tensor<B, 2>>],
+    /// The optimizer: methods that resize adapters (RoLoRA, ALoRA) move its moments.
+    pub adam: Option<&'a mut AdamW<B>>,
+    /// This step's orthogonal-regularizer value, detached (SalientLoRA's step weights).
+    pub orth_loss: Option<f64>,
+    /// Forward passes on a fixed batch (ALoRA's ablation).
+    pub oracle: Option<&'a mut dyn AblationOracle<B>>,
+    /// Lines for the run log (e.g. how long an allocation round took).
+    pub log: Vec<String>,
+}
+
+impl<'a, B: Backend> AllocContext<'a, B> {
+    /// A context with no optimizer, oracle or regularizer value.
+    pub fn new(step: u64, adapters: &'a mut Adapters, store: &'a mut ParamStore<B>, grads: &'a mut [Option<Tensor<B, 2>>]) -> Self {
+        Self { step, adapters, store, grads, adam: None, orth_loss: None, oracle: None, log: Vec::new() }
+    }
+}
+
+pub trait RankAllocator<B: Backend> {
+    /// Updates importance and, when the schedule says so, the masks and adapter sizes.
+    /// Returns true when some adapter's mask or size changed.
+    fn allocate(&mut self, ctx: &mut AllocContext<'_, B>) -> Result<bool, TrainError>;
+
+    /// The pre-RoLoRA/ALoRA entry point, kept for loops that only have the gradients: the
+    /// same as [`RankAllocator::allocate`] without optimizer, oracle or regularizer value.
+    ///
+    /// # Panics
+    /// For methods that need more (RoLoRA and ALoRA resize adapters and need the optimizer;
+    /// ALoRA needs an [`AblationOracle`]): call `allocate` with a full [`AllocContext`].
+    fn after_backward(&mut self, step: u64, adapters: &mut Adapters, store: &mut ParamStore<B>, grads: &[Option<Tensor<B, 2>>]) -> bool {
+        let mut grads = grads.to_vec();
+        let mut ctx = AllocContext::new(step, adapters, store, &mut grads);
+        match self.allocate(&mut ctx) {
+            Ok(changed) => changed,
+            Err(e) => panic!("RankAllocator::after_backward: {e}"),
+        }
+    }
+    /// Total live components allowed by the last allocation (b(t) in force).
+    fn budget(&self) -> u64;
+    /// The schedule's budget b(t) at `step` (what an allocation at `step` would enforce).
+    fn scheduled_budget(&self, step: u64) -> u64;
+    /// Whether the rank pattern is final from `step` on (best-checkpoint candidates).
+    fn is_final(&self, step: u64) -> bool;
+    /// Weight of the orthogonal regularizer (0: none).
+    fn orth_reg_weight(&self) -> f64;
+    /// Whether [`AllocContext::oracle`] is needed (the loop then builds its fixed batch).
+    fn needs_oracle(&self) -> bool {
+        false
+    }
+    fn state(&self) -> AllocatorState;
+    fn restore(&mut self, state: AllocatorState, device: &B::Device) -> Result<(), TrainError>;
+}
+
+/// The rank map of `adapters` at `step`.
+pub fn rank_map(step: u64, budget: u64, adapters: &Adapters) -> RankMap {
+    RankMap { step, budget, modules: adapters.list.iter().map(|a| (a.module.clone(), a.live_rank() as u32)).collect() }
+}
+
+/// What an allocator needs to know about the run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AllocatorSetup {
+    /// Training steps T.
+    pub total: u64,
+    /// Rank every adapter starts with.
+    pub init_r: usize,
+    /// The run's budget: target average rank per module.
+    pub target_r: usize,
+    /// Adapted modules K.
+    pub modules: u64,
+    /// Optimizer steps per epoch (ALoRA's K1/K2 are in epochs); None: unknown.
+    pub steps_per_epoch: Option<u64>,
+    /// Adapted module types per block (ALoRA's default n_A); None: unknown (1 is used).
+    pub module_types: Option<u32>,
+    /// Run seed (new components' init).
+    pub seed: u64,
+}
+
+/// The allocator of a run's method and how its adapter is exported.
+///
+/// `total` is the number of training steps, `init_r` the rank adapters start with,
+/// `target_r` the run's budget (average rank per module) and `modules` the number of
+/// adapted modules. Kept for callers that know nothing more; ALoRA needs the epoch length
+/// and is only available through [`for_method_with`].
+pub fn for_method<B: Backend>(
+    method: &MethodConfig,
+    total: u64,
+    init_r: usize,
+    target_r: usize,
+    modules: u64,
+) -> Result<(Box<dyn RankAllocator<B>>, ExportMethod), TrainError> {
+    for_method_with(method, &AllocatorSetup { total, init_r, target_r, modules, steps_per_epoch: None, module_types: None, seed: 0 })
+}
+
+/// The allocator of a run's method and how its adapter is exported: one arm per method.
+pub fn for_method_with<B: Backend>(
+    method: &MethodConfig,
+    s: &AllocatorSetup,
+) -> Result<(Box<dyn RankAllocator<B>>, ExportMethod), TrainError> {
+    let (total, init_r, target_r, modules) = (s.total, s.init_r, s.target_r, s.modules);
+    match method {
+        MethodConfig::Lora => Ok((Box::new(FixedRank { budget: init_r as u64 * modules }), ExportMethod::Lora { r: init_r })),
+        MethodConfig::AdaLora(ac) => {
+            let schedule = AdaLoraSchedule::resolve(ac, total, init_r as u64, target_r as u64, modules)?;
+            let export =
+                ExportMethod::AdaLora { init_r, target_r, schedule, beta1: ac.beta1, beta2: ac.beta2, orth_reg_weight: ac.orth_reg_weight };
+            Ok((Box::new(AdaLoraAllocator::new(ac, schedule)), export))
+        }
+        MethodConfig::SalientLora(sc) => {
+            let schedule = SalientSchedule::resolve(sc, total, init_r as u64, target_r as u64, modules)?;
+            let export = ExportMethod::AdaLora {
+                init_r,
+                target_r,
+                schedule: schedule.as_adalora(),
+                beta1: 0.85,
+                beta2: 0.85,
+                orth_reg_weight: sc.orth_reg_weight,
+            };
+            Ok((Box::new(SalientLoraAllocator::new(sc, schedule)), export))
+        }
+        MethodConfig::ALora(ac) => {
+            let spe = s.steps_per_epoch.ok_or_else(|| {
+                TrainError::Config("ALoRA schedules its rounds in epochs: select it with for_method_with and steps_per_epoch".into())
+            })?;
+            let alloc = ALoraAllocator::new(ac, total, spe, target_r, modules, s.module_types.unwrap_or(1), s.seed)?;
+            Ok((Box::new(alloc), ExportMethod::RankPattern { method: "alora" }))
+        }
+        MethodConfig::RoLora(rc) => {
+            let alloc = RoLoraAllocator::new(rc, total, target_r, modules, s.seed)?;
+            Ok((Box::new(alloc), ExportMethod::RankPattern { method: "rolora" }))
+        }
+    }
+}
+
+/// Plain LoRA: the ranks never change.
+pub struct FixedRank {
+    pub budget: u64,
+}
+
+impl<B: Backend> RankAllocator<B> for FixedRank {
+    fn allocate(&mut self, _: &mut AllocContext<'_, B>) -> Result<bool, TrainError> {
+        Ok(false)
+    }
+    fn budget(&self) -> u64 {
+        self.budget
+    }
+    fn scheduled_budget(&self, _: u64) -> u64 {
+        self.budget
+    }
+    fn is_final(&self, _: u64) -> bool {
+        true
+    }
+    fn orth_reg_weight(&self) -> f64 {
+        0.0
+    }
+    fn state(&self) -> AllocatorState {
+        AllocatorState::default()
+    }
+    fn restore(&mut self, _: AllocatorState, _: &B::Device) -> Result<(), TrainError> {
+        Ok(())
+    }
+}
+
+/// Masks, over all adapters together, the `n_mask` lowest-scoring components (ties broken
+/// by position, so exactly that many go; components scored `+inf` are never chosen before
+/// finite ones). Zeroes the masked `lora_E` entries. Returns whether a mask changed.
+/// With `from_scratch`, masks are recomputed from all components (AdaLoRA); otherwise
+/// only live components are candidates and masked ones stay masked.
+pub(crate) fn mask_lowest<B: Backend>(
+    scores: &[Vec<f32>],
+    n_mask: usize,
+    from_scratch: bool,
+    adapters: &mut Adapters,
+    store: &mut ParamStore<B>,
+) -> bool {
+    let mut all: Vec<(f32, usize, usize)> = Vec::new();
+    for (k, s) in scores.iter().enumerate() {
+        for (i, v) in s.iter().enumerate() {
+            if from_scratch || adapters.list[k].mask[i] {
+                all.push((*v, k, i));
+            }
+        }
+    }
+    let n_mask = n_mask.min(all.len());
+    all.sort_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)).then(x.2.cmp(&y.2)));
+    let mut new_masks: Vec<Vec<bool>> =
+        adapters.list.iter().map(|a| if from_scratch { vec![true; a.rank] } else { a.mask.clone() }).collect();
+    for &(_, k, i) in &all[..n_mask] {
+        new_masks[k][i] = false;
+    }
+    let mut changed = false;
+    for (ad, mask) in adapters.list.iter_mut().zip(new_masks) {
+        if ad.mask != mask {
+            changed = true;
+            ad.mask = mask;
+        }
+        if let Some(e) = ad.e {
+            if ad.mask.iter().any(|m| !m) {
+                let device = store.params[e].value.device();
+                store.params[e].value = store.params[e].value.clone() * ad.mask_column::<B>(&device);
+            }
+        }
+    }
+    changed
+}
+
+/// Rounds non-negative reals to integers whose sum is at most `cap`: each value is rounded
+/// to nearest, then, while the sum exceeds `cap`, the entry rounded up the most (ties: the
+/// first) loses one.
+pub fn round_to_budget(exact: &[f64], cap: u64) -> Vec<usize> {
+    let mut r: Vec<usize> = exact.iter().map(|x| x.max(0.0).round() as usize).collect();
+    while r.iter().sum::<usize>() as u64 > cap {
+        let (i, _) = r
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| **v > 0)
+            .map(|(i, &v)| (i, v as f64 - exact[i]))
+            .fold((usize::MAX, f64::NEG_INFINITY), |best, c| if c.1 > best.1 { c } else { best });
+        if i == usize::MAX {
+            break;
+        }
+        r[i] -= 1;
+    }
+    r
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Toy adapters on a fake store (no model) for allocator unit tests.
+    use burn::backend::NdArray;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    use crate::adapters::{adalora, lora, AdapterKind, AdapterSpec, Adapters};
+    use crate::model::bert::Site;
+    use crate::params::{AdamW, ParamStore};
+
+    pub type T = NdArray<f32>;
+
+    /// `k` adapters of rank `r` on `[6 -> 5]` linear layers (query/value of layers 0..).
+    pub fn toy(k: usize, r: usize, kind: AdapterKind, seed: u64) -> (Adapters, ParamStore<T>, AdamW<T>) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut store = ParamStore::<T>::new();
+        let dev = Default::default();
+        let spec = AdapterSpec { kind, rank: r, alpha: 8.0, dropout: 0.0 };
+        let list = (0..k)
+            .map(|i| {
+                let (layer, site) = (i / 2, if i % 2 == 0 { Site::Query } else { Site::Value });
+                let m = format!("layer.{layer}.{}", if i % 2 == 0 { "query" } else { "value" });
+                match kind {
+                    AdapterKind::Lora => lora::init(&mut store, &m, layer, site, 6, 5, spec, &mut rng, &dev),
+                    AdapterKind::Svd => adalora::init(&mut store, &m, layer, site, 6, 5, spec, &mut rng, &dev),
+                }
+            })
+            .collect();
+        let adam = AdamW::new(store.params.len(), 0.0);
+        (Adapters::from_list(list, k.div_ceil(2), 0.0), store, adam)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounding_never_exceeds_the_cap() {
+        // 2.5 -> 3, 2.5 -> 3, 3.0 -> 3: sum 9 > 8, the first entry rounded up by 0.5 loses one.
+        assert_eq!(round_to_budget(&[2.5, 2.5, 3.0], 8), vec![2, 3, 3]);
+        assert_eq!(round_to_budget(&[1.2, 0.4, 2.4], 8), vec![1, 0, 2]);
+        // 5,5,5,5 = 20 > 18: the first two (each rounded up by 0.4) lose one.
+        assert_eq!(round_to_budget(&[4.6, 4.6, 4.6, 4.6], 18), vec![4, 4, 5, 5]);
+    }
+}
