@@ -400,3 +400,36 @@ fn alora_keeps_the_budget_through_rounds_and_exports_per_module_ranks() {
     let ranks: u64 = cfg["rank_pattern"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
     assert_eq!(ranks, 24);
 }
+
+#[test]
+fn rolora_resumes_from_a_checkpoint_taken_after_adapters_were_resized() {
+    minilm();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = RoLoraConfig { final_ratio: 0.25, delta_t: Some(1), ..Default::default() };
+    let mut j = job(MethodConfig::RoLora(cfg), dir.path(), 40);
+    // The first EXTEND happens at step 10; the checkpoint at 15 holds resized tensors.
+    j.config.training.checkpoint_every = 15;
+    let cancel = AtomicBool::new(false);
+    let err = train(
+        &j,
+        &mut |e| {
+            if let TrainEvent::Checkpoint { step: 15 } = e {
+                cancel.store(true, Ordering::Relaxed);
+            }
+        },
+        &cancel,
+    )
+    .unwrap_err();
+    assert!(matches!(err, TrainError::Cancelled), "{err}");
+    let mut events = Vec::new();
+    let resumed = train(&j, &mut |e| events.push(e), &AtomicBool::new(false)).unwrap();
+    assert!(events.iter().any(|e| matches!(e, TrainEvent::Log { message } if message.contains("resumed from the checkpoint at step 15"))));
+    let fresh_dir = tempfile::tempdir().unwrap();
+    let mut fresh_job = j.clone();
+    fresh_job.work_dir = fresh_dir.path().to_path_buf();
+    let fresh = train(&fresh_job, &mut |_| {}, &AtomicBool::new(false)).unwrap();
+    assert_eq!(resumed.summary["final_ranks"], fresh.summary["final_ranks"]);
+    let l1 = resumed.evaluations[0].1["loss"].as_f64().unwrap();
+    let l2 = fresh.evaluations[0].1["loss"].as_f64().unwrap();
+    assert!((l1 - l2).abs() < 1e-4, "resumed {l1} vs uninterrupted {l2}");
+}
