@@ -228,6 +228,37 @@ mod tests {
     }
 
     #[test]
+    fn batched_variants_match_separate_masked_passes() {
+        use crate::adapters::{adalora, variant_delta, VariantMasks};
+        let dev = Default::default();
+        for kind in [AdapterKind::Lora, AdapterKind::Svd] {
+            let (mut adapters, mut store, _) = toy(1, 3, kind, 6);
+            let ad = &adapters.list[0];
+            store.params[ad.b].value = Tensor::<T, 2>::random([5, 3], Distribution::Normal(0.0, 1.0), &dev);
+            if let Some(e) = ad.e {
+                store.params[e].value = Tensor::<T, 2>::random([3, 1], Distribution::Normal(0.0, 1.0), &dev);
+            }
+            let x = Tensor::<T, 2>::random([2, 6], Distribution::Normal(0.0, 1.0), &dev);
+            let variants = vec![vec![vec![true, false, true]], vec![vec![false, true, false]]];
+            let masks = VariantMasks::<T>::new(&adapters, &variants, 2, &dev);
+            let stacked = Tensor::cat(vec![x.clone(), x.clone()], 0);
+            let batched = HostTensor::from_tensor(&variant_delta(&adapters.list[0], stacked, &store.values(), &masks.rows[0])).data;
+            for (v, gates) in variants.iter().enumerate() {
+                adapters.list[0].mask = gates[0].clone();
+                let ad = &adapters.list[0];
+                let single = match kind {
+                    AdapterKind::Lora => lora::delta(ad, x.clone(), &store.values()),
+                    AdapterKind::Svd => adalora::delta(ad, x.clone(), &store.values()),
+                };
+                let single = HostTensor::from_tensor(&single).data;
+                for (a, b) in batched[v * 10..(v + 1) * 10].iter().zip(&single) {
+                    assert!((a - b).abs() < 1e-6, "{kind:?} variant {v}: {a} vs {b}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn round_plan_prunes_lowest_and_feeds_untouched_modules() {
         let s = vec![vec![Some(0.5), Some(-1.0)], vec![Some(0.1), Some(0.2)], vec![Some(0.9), None], vec![Some(0.3), Some(0.4)]];
         // Prune the two lowest: (0,1) = -1.0 and (1,0) = 0.1; receivers 2 and 3 get one each.
