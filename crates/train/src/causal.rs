@@ -159,7 +159,8 @@ pub fn run<B: AutodiffBackend>(
     let started = Instant::now();
     let cfg = &job.config;
     cfg.validate(job.budget).map_err(|e| TrainError::Config(e.to_string()))?;
-    let base = catalog::base_model(&job.base_model).ok_or_else(|| TrainError::Model(job.base_model.clone(), "unknown base model".into()))?;
+    let base =
+        catalog::base_model(&job.base_model).ok_or_else(|| TrainError::Model(job.base_model.clone(), "unknown base model".into()))?;
     if base.architecture != Architecture::Llama {
         return Err(TrainError::Model(job.base_model.clone(), "not a decoder; the encoder loop trains it".into()));
     }
@@ -178,8 +179,7 @@ pub fn run<B: AutodiffBackend>(
     let k = adapters.list.len() as u64;
     let (allocator, method) = for_method::<B::InnerBackend>(&cfg.method, total, init_r, job.budget as usize, k)?;
     let adam = AdamW::new(store.params.len(), t.weight_decay);
-    let mut run =
-        CausalRun::<B> { job, device, model, tok, store, adapters, allocator, adam, method, hf_repo, judge: opts.judge };
+    let mut run = CausalRun::<B> { job, device, model, tok, store, adapters, allocator, adam, method, hf_repo, judge: opts.judge };
 
     let ckpt_dir = job.work_dir.join(CHECKPOINT_DIR);
     let fingerprint = checkpoint::fingerprint(job, total);
@@ -400,10 +400,8 @@ impl<B: AutodiffBackend> CausalRun<'_, B> {
     pub fn generate(&self, samples: &[CausalSample]) -> Result<Vec<String>, TrainError> {
         let params = self.store.constants::<B>();
         let hook = self.hook();
-        let opts = GenerateOptions {
-            max_new_tokens: self.job.config.training.generation.max_new_tokens as usize,
-            stop_ids: self.tok.stop_ids(),
-        };
+        let opts =
+            GenerateOptions { max_new_tokens: self.job.config.training.generation.max_new_tokens as usize, stop_ids: self.tok.stop_ids() };
         samples
             .iter()
             .map(|s| {
@@ -414,17 +412,22 @@ impl<B: AutodiffBackend> CausalRun<'_, B> {
     }
 
     /// Loss, perplexity, ROUGE of greedy generations (and the judge's score, when one is set).
-    fn evaluate(&self, split: &str, samples: &[CausalSample], on_event: &mut dyn FnMut(TrainEvent)) -> Result<Map<String, Value>, TrainError> {
+    fn evaluate(
+        &self,
+        split: &str,
+        samples: &[CausalSample],
+        on_event: &mut dyn FnMut(TrainEvent),
+    ) -> Result<Map<String, Value>, TrainError> {
         let mut m = self.loss_metrics(samples)?;
-        let gen = &self.job.config.training.generation;
-        let n = (gen.eval_examples as usize).min(samples.len());
+        let gcfg = &self.job.config.training.generation;
+        let n = (gcfg.eval_examples as usize).min(samples.len());
         if n == 0 {
             return Ok(m);
         }
         let started = Instant::now();
         let chosen = &samples[..n];
         let preds = self.generate(chosen)?;
-        let mut scorer = RougeScorer::new(gen.rouge_stemmer);
+        let mut scorer = RougeScorer::new(gcfg.rouge_stemmer);
         let mut sums = [0f64; 4];
         for (s, p) in chosen.iter().zip(&preds) {
             let r = scorer.score(&s.reference, p);
@@ -435,13 +438,17 @@ impl<B: AutodiffBackend> CausalRun<'_, B> {
         for (name, sum) in ["rouge1", "rouge2", "rougeL", "rougeLsum"].iter().zip(sums) {
             m.insert((*name).into(), json!(sum / n as f64));
         }
-        m.insert("rouge_stemmer".into(), json!(if gen.rouge_stemmer { "porter" } else { "none" }));
+        m.insert("rouge_stemmer".into(), json!(if gcfg.rouge_stemmer { "porter" } else { "none" }));
         m.insert("generated_examples".into(), json!(n));
         for (i, (s, p)) in chosen.iter().zip(&preds).take(2).enumerate() {
             on_event(TrainEvent::Log { message: format!("{split} example {}: generated {p:?}; reference {:?}", i + 1, s.reference) });
         }
         on_event(TrainEvent::Log {
-            message: format!("{split}: generated {n} answers in {:.1}s (greedy, at most {} tokens)", started.elapsed().as_secs_f64(), gen.max_new_tokens),
+            message: format!(
+                "{split}: generated {n} answers in {:.1}s (greedy, at most {} tokens)",
+                started.elapsed().as_secs_f64(),
+                gcfg.max_new_tokens
+            ),
         });
         if let Some(judge) = &self.judge {
             let prompts: Vec<String> = chosen.iter().map(|s| self.tok.decode(s.prompt(), false)).collect::<Result<_, _>>()?;
@@ -494,4 +501,3 @@ impl<B: AutodiffBackend> CausalRun<'_, B> {
         Ok(artifacts)
     }
 }
-

@@ -39,10 +39,7 @@ fn alpaca_rows() -> String {
         ("Give the opposite word.", "big", "small", "test"),
         ("Add the numbers.", "1 and 6", "7", "test"),
     ];
-    facts
-        .iter()
-        .map(|(i, x, o, s)| format!("{}\n", json!({"instruction": i, "input": x, "output": o, "split": s})))
-        .collect()
+    facts.iter().map(|(i, x, o, s)| format!("{}\n", json!({"instruction": i, "input": x, "output": o, "split": s}))).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

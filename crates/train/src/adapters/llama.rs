@@ -57,7 +57,9 @@ impl Adapters {
         if list.is_empty() {
             return Err(TrainError::Model(
                 "llama".into(),
-                format!("target_modules {targets:?} match no layer; Llama has q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj"),
+                format!(
+                    "target_modules {targets:?} match no layer; Llama has q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj"
+                ),
             ));
         }
         Ok(Self { list, by_site: Vec::new(), dropout: spec.dropout })

@@ -102,7 +102,7 @@ impl<'a> PromptBuilder<'a> {
         let n = turns.len();
         if self.tok.chat_template().is_some() {
             let msgs: Vec<ChatMessage> =
-                turns.iter().enumerate().map(|(i, (r, c))| ChatMessage::new(r, if i + 1 == n { last } else { c })).collect();
+                turns.iter().enumerate().map(|(i, (r, c))| ChatMessage::new(r, if i + 1 == n { last } else { c.as_str() })).collect();
             self.tok.render_chat(&msgs, true)
         } else {
             Ok(render_chat_prompt(turns.iter().enumerate().map(|(i, (r, c))| (r.as_str(), if i + 1 == n { last } else { c.as_str() }))))
@@ -169,7 +169,12 @@ pub fn prepare(ds: &ParsedDataset, tok: &LlamaTokenizer, max_len: usize) -> Resu
     }
     let builder = PromptBuilder::new(tok, max_len)?;
     let encode = |split: Split| ds.split(split).map(|e| builder.sample(ds.task_family, e)).collect::<Result<Vec<_>, _>>();
-    let data = CausalData { family: ds.task_family, train: encode(Split::Train)?, validation: encode(Split::Validation)?, test: encode(Split::Test)? };
+    let data = CausalData {
+        family: ds.task_family,
+        train: encode(Split::Train)?,
+        validation: encode(Split::Validation)?,
+        test: encode(Split::Test)?,
+    };
     if data.train.is_empty() {
         return Err(TrainError::Data("the dataset has no training examples".into()));
     }

@@ -49,7 +49,8 @@ fn kept<B: Backend>(
         let f = if fold_e { e.as_ref().map_or(1.0, |e| e.data[c]) } else { 1.0 };
         a2.extend(a.data[c * in_f..(c + 1) * in_f].iter().map(|v| v * f));
     }
-    let b2: Vec<f32> = (0..out_f).flat_map(|row| keep.iter().map(move |&c| b.data[row * ad.rank + c])).collect();
+    let (bd, rank) = (&b.data, ad.rank);
+    let b2: Vec<f32> = (0..out_f).flat_map(|row| keep.iter().map(move |&c| bd[row * rank + c])).collect();
     let e2 = e.map(|e| HostTensor::new(vec![k, 1], keep.iter().map(|&c| e.data[c]).collect()));
     (keep, HostTensor::new(vec![k, in_f], a2), HostTensor::new(vec![out_f, k], b2), e2)
 }

@@ -91,13 +91,9 @@ mod tests {
     #[test]
     fn command_judge_reads_one_score_per_answer() {
         // Scores each answer by whether it contains the reference.
-        let judge = CommandJudge {
-            command: r#"while IFS= read -r l; do case "$l" in *'"answer":"yes"'*) echo 1;; *) echo 0;; esac; done"#.into(),
-        };
-        let items = [
-            JudgeItem { prompt: "p", reference: "yes", answer: "yes" },
-            JudgeItem { prompt: "p", reference: "yes", answer: "no" },
-        ];
+        let judge =
+            CommandJudge { command: r#"while IFS= read -r l; do case "$l" in *'"answer":"yes"'*) echo 1;; *) echo 0;; esac; done"#.into() };
+        let items = [JudgeItem { prompt: "p", reference: "yes", answer: "yes" }, JudgeItem { prompt: "p", reference: "yes", answer: "no" }];
         assert_eq!(judge.grade(&items).unwrap(), vec![1.0, 0.0]);
         let bad = CommandJudge { command: "echo 1".into() };
         assert!(bad.grade(&items).unwrap_err().to_string().contains("1 scores for 2 answers"));

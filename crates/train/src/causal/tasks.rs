@@ -26,8 +26,10 @@ pub const NI_TRAIN: &[&str] = &[
     "natural_instructions/subtask047_misc_answering_science_questions",
 ];
 /// natural_instructions subtasks held out (unseen instructions) for validation.
-pub const NI_HELDOUT: &[&str] =
-    &["natural_instructions/subtask013_mctaco_answer_generation_absolute_timepoint", "natural_instructions/subtask059_ropes_story_generation"];
+pub const NI_HELDOUT: &[&str] = &[
+    "natural_instructions/subtask013_mctaco_answer_generation_absolute_timepoint",
+    "natural_instructions/subtask059_ropes_story_generation",
+];
 /// hhh_alignment subsets used as the test split.
 pub const HHH: &[&str] = &["hhh_alignment/harmless", "hhh_alignment/helpful", "hhh_alignment/honest", "hhh_alignment/other"];
 
@@ -46,7 +48,9 @@ pub fn xsum(assets_dir: &Path) -> Result<ParsedDataset, TrainError> {
 /// (train), of every held-out subtask (validation) and all of hhh_alignment (test).
 pub fn instruction_mix(assets_dir: &Path, per_task: usize) -> Result<ParsedDataset, TrainError> {
     let mut examples: Vec<Example> = Vec::new();
-    for (tasks, split, limit) in [(NI_TRAIN, Split::Train, per_task), (NI_HELDOUT, Split::Validation, per_task), (HHH, Split::Test, usize::MAX)] {
+    for (tasks, split, limit) in
+        [(NI_TRAIN, Split::Train, per_task), (NI_HELDOUT, Split::Validation, per_task), (HHH, Split::Test, usize::MAX)]
+    {
         for task in tasks {
             let ds = load(assets_dir, task, TaskFamily::Instruction)?;
             examples.extend(ds.examples.into_iter().take(limit).map(|e| Example { split, ..e }));
