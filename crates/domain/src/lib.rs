@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod dataset;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod generation;
 pub mod metrics;
 pub mod rank;
 pub mod run;

@@ -129,6 +129,8 @@ pub struct TrainingConfig {
     pub lora_dropout: f64,
     /// Train the pooler along with the classifier head.
     pub train_pooler: bool,
+    /// Decoder runs: answer generation for the ROUGE evaluation.
+    pub generation: crate::generation::GenerationConfig,
 }
 
 impl Default for TrainingConfig {
@@ -148,6 +150,7 @@ impl Default for TrainingConfig {
             lora_alpha: 16.0,
             lora_dropout: 0.0,
             train_pooler: true,
+            generation: Default::default(),
         }
     }
 }
@@ -192,7 +195,7 @@ impl TrainingConfig {
         if !(self.lora_dropout.is_finite() && (0.0..1.0).contains(&self.lora_dropout)) {
             return Err(bad("training.lora_dropout", "must be in [0, 1)"));
         }
-        Ok(())
+        self.generation.validate()
     }
 }
 

@@ -33,7 +33,8 @@ impl TaskFamily {
         Self::ALL.into_iter().find(|f| f.as_str() == s)
     }
 
-    /// The metric a leaderboard ranks by (higher is better for all of them).
+    /// The metric a leaderboard ranks by (higher is better for all of them; see
+    /// [`higher_is_better`] for the others).
     pub fn primary_metric(self) -> &'static str {
         match self {
             TaskFamily::Classification => "accuracy",
@@ -48,8 +49,8 @@ impl TaskFamily {
         match self {
             TaskFamily::Classification => &["accuracy", "f1", "mcc"],
             TaskFamily::Regression => &["pearson", "spearman", "mse"],
-            TaskFamily::Summarization => &["rouge1", "rouge2", "rougeL", "rougeLsum", "loss"],
-            TaskFamily::Instruction => &["rougeL", "loss", "perplexity"],
+            TaskFamily::Summarization => &["rouge1", "rouge2", "rougeL", "rougeLsum", "loss", "perplexity"],
+            TaskFamily::Instruction => &["rougeL", "rouge1", "rouge2", "rougeLsum", "loss", "perplexity"],
         }
     }
 
@@ -59,8 +60,32 @@ impl TaskFamily {
     }
 }
 
+/// Whether a larger value of a reported metric is better: false for losses and errors
+/// (`loss`, `perplexity`, `mse`), true for the rest (accuracy, F1, MCC, correlations, ROUGE).
+pub fn higher_is_better(metric: &str) -> bool {
+    !matches!(metric, "loss" | "perplexity" | "mse")
+}
+
 impl std::fmt::Display for TaskFamily {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn losses_rank_ascending_and_scores_descending() {
+        for m in ["loss", "perplexity", "mse"] {
+            assert!(!higher_is_better(m), "{m}");
+        }
+        for m in ["accuracy", "rougeL", "rouge1", "pearson", "mcc"] {
+            assert!(higher_is_better(m), "{m}");
+        }
+        for f in TaskFamily::ALL {
+            assert!(higher_is_better(f.primary_metric()));
+        }
     }
 }

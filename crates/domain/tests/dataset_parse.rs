@@ -549,6 +549,29 @@ fn bigbench_real_task_excerpt() {
     assert_eq!(p.examples[0].target, Target::Text("non-entailment".into()));
 }
 
+#[test]
+fn bigbench_task_prefix_is_the_instruction_of_an_instruction_dataset() {
+    // natural_instructions keeps each subtask's definition in task_prefix.
+    let bytes = br#"{"task_prefix": "Definition: answer the question. ", "examples": [
+        {"input": "Q1?", "target": "A1"}, {"input": "Q2?", "target": ["A2", "other"]}]}"#;
+    let p = parse(bytes, &opts(DataFormat::BigBench, TaskFamily::Instruction)).unwrap();
+    let q2 = p.examples.iter().find(|e| e.text_b.as_deref() == Some("Q2?")).expect("Q2 is an input");
+    assert_eq!(q2.text_a, "Definition: answer the question.");
+    assert_eq!(q2.target, Target::Text("A2".into()));
+    // Summarization (gem/xsum has an empty task_prefix) keeps the input as the document.
+    let p = parse(bytes, &opts(DataFormat::BigBench, TaskFamily::Summarization)).unwrap();
+    assert!(p.examples.iter().all(|e| e.text_b.is_none() && e.text_a.starts_with('Q')));
+}
+
+#[test]
+fn chat_prompts_parse_back_into_turns() {
+    let turns = [("system", "Be brief."), ("user", "Line one\n<|not a header\nline three"), ("assistant", "Ok."), ("user", "")];
+    let text = dataset::render_chat_prompt(turns);
+    let back = dataset::parse_chat_prompt(&text).unwrap();
+    assert_eq!(back, turns.iter().map(|(r, c)| (r.to_string(), c.to_string())).collect::<Vec<_>>());
+    assert_eq!(dataset::parse_chat_prompt("<|user|>\nno generation prompt\n"), None);
+}
+
 // ---------------------------------------------------------------- misc API
 
 #[test]

@@ -258,8 +258,11 @@ pub struct LeaderboardQuery {
 }
 
 /// Best succeeded run per (method, base model, budget) on one of the team's datasets,
-/// ranked by `metric` on `split` (higher is better).
+/// ranked by `metric` on `split`: descending, or ascending for metrics where lower is
+/// better (`loss`, `perplexity`, `mse`: [`rankfit_domain::task::higher_is_better`]).
+/// Runs without the metric come last.
 pub async fn leaderboard(pool: &PgPool, team_id: Uuid, q: &LeaderboardQuery) -> Result<Vec<LeaderboardEntry>> {
+    let higher = rankfit_domain::task::higher_is_better(&q.metric);
     let mut rows: Vec<LeaderboardEntry> = sqlx::query_as(
         "select distinct on (r.method, r.base_model_id, r.budget)
                 r.id as run_id, r.method, r.base_model_id, r.budget, t.name as team_name,
@@ -271,7 +274,9 @@ pub async fn leaderboard(pool: &PgPool, team_id: Uuid, q: &LeaderboardQuery) -> 
            and ($5::int is null or r.budget = $5)
            and ($6::text is null or r.method = $6)
            and ($7::text is null or r.base_model_id = $7)
-         order by r.method, r.base_model_id, r.budget, score desc nulls last, r.finished_at",
+         order by r.method, r.base_model_id, r.budget,
+                  case when $8 then (e.metrics ->> $3)::float8 else -((e.metrics ->> $3)::float8) end desc nulls last,
+                  r.finished_at",
     )
     .bind(team_id)
     .bind(&q.split)
@@ -280,8 +285,11 @@ pub async fn leaderboard(pool: &PgPool, team_id: Uuid, q: &LeaderboardQuery) -> 
     .bind(q.budget)
     .bind(&q.method)
     .bind(&q.base_model_id)
+    .bind(higher)
     .fetch_all(pool)
     .await?;
-    rows.sort_by(|a, b| b.score.unwrap_or(f64::NEG_INFINITY).total_cmp(&a.score.unwrap_or(f64::NEG_INFINITY)));
+    // Oriented so that larger is better; missing scores last.
+    let key = |s: Option<f64>| s.map_or(f64::NEG_INFINITY, |v| if higher { v } else { -v });
+    rows.sort_by(|a, b| key(b.score).total_cmp(&key(a.score)));
     Ok(rows)
 }

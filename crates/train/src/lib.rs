@@ -9,6 +9,7 @@ use std::sync::atomic::AtomicBool;
 pub mod adapters;
 pub mod allocator;
 pub mod assets;
+pub mod causal;
 pub mod checkpoint;
 pub mod data;
 pub mod export;
@@ -113,9 +114,27 @@ pub enum TrainError {
 
 /// Trains `job`, calling `on_event` with progress and polling `cancel` between steps.
 ///
-/// All five methods (LoRA, AdaLoRA, SalientLoRA, ALoRA, RoLoRA) on the BERT encoder
-/// (classification/regression). Resumes from `work_dir/checkpoint`
-/// when it holds a checkpoint of the same run. Runs on the CPU backend.
+/// Dispatches on the base model's architecture: the BERT encoder ([`trainer`]:
+/// classification/regression) or the Llama decoder ([`causal`]: summarization/instruction,
+/// with the judge named by `RANKFIT_JUDGE_CMD`, if any). All five methods (LoRA, AdaLoRA,
+/// SalientLoRA, ALoRA, RoLoRA) run on both. Resumes from
+/// `work_dir/checkpoint` when it holds a checkpoint of the same run. Runs on the CPU backend.
 pub fn train(job: &TrainJob, on_event: &mut dyn FnMut(TrainEvent), cancel: &AtomicBool) -> Result<TrainOutput, TrainError> {
-    trainer::run::<CpuBackend>(job, on_event, cancel, Default::default())
+    use rankfit_domain::catalog::{base_model, Architecture};
+    let base = base_model(&job.base_model).ok_or_else(|| TrainError::Model(job.base_model.clone(), "unknown base model".into()))?;
+    if !base.architecture.serves(job.dataset.task_family) {
+        return Err(TrainError::Data(format!(
+            "{} ({}) does not train {} tasks",
+            base.id,
+            base.architecture.as_str(),
+            job.dataset.task_family
+        )));
+    }
+    match base.architecture {
+        Architecture::Bert => trainer::run::<CpuBackend>(job, on_event, cancel, Default::default()),
+        Architecture::Llama => {
+            let judge = causal::judge::CommandJudge::from_env().map(|j| Box::new(j) as Box<dyn causal::judge::Judge>);
+            causal::run::<CpuBackend>(job, on_event, cancel, Default::default(), causal::CausalOptions { judge })
+        }
+    }
 }

@@ -507,7 +507,7 @@ pub fn score(task: &HeadTask, logits: &[f32], samples: &[Sample]) -> Result<Map<
     Ok(out)
 }
 
-fn emit_metrics(on_event: &mut dyn FnMut(TrainEvent), step: u64, split: &str, metrics: &Map<String, Value>) {
+pub fn emit_metrics(on_event: &mut dyn FnMut(TrainEvent), step: u64, split: &str, metrics: &Map<String, Value>) {
     for (name, v) in metrics {
         if let Some(value) = v.as_f64() {
             on_event(TrainEvent::Metric { step, split: split.into(), name: name.clone(), value });
@@ -529,7 +529,7 @@ fn consider_best<B: AutodiffBackend>(best: &mut Option<Best<B::InnerBackend>>, r
 }
 
 /// A permutation of the training set for `epoch`, from the seed alone.
-fn epoch_order(seed: u64, epoch: u64, n: usize) -> Vec<usize> {
+pub fn epoch_order(seed: u64, epoch: u64, n: usize) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
     let mut rng = StdRng::seed_from_u64(seed ^ epoch.wrapping_add(1).wrapping_mul(0xA076_1D64_78BD_642F));
     order.shuffle(&mut rng);
@@ -549,7 +549,7 @@ fn effective_trainable<B: AutodiffBackend>(run: &Run<'_, B>) -> usize {
 }
 
 /// Peak resident memory of this process (Linux `VmHWM`), if known.
-fn peak_memory_bytes() -> Option<u64> {
+pub fn peak_memory_bytes() -> Option<u64> {
     let status = std::fs::read_to_string(Path::new("/proc/self/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;

@@ -9,7 +9,10 @@
 //!   (the first in file order when several share it) and every choice joins the label
 //!   set; without, the `target` text (the first if a list) is the label.
 //! - summarization / instruction: the `target` text (the first if a list); with only
-//!   `target_scores`, the best choice's text.
+//!   `target_scores`, the best choice's text (hhh_alignment: the preferred answer).
+//! - instruction: a non-empty top-level `task_prefix` (natural_instructions' subtask
+//!   definitions) becomes every example's instruction (`text_a`) and the example's
+//!   `input` its input (`text_b`), as in the Alpaca format.
 //! - regression: BIG-bench has no numeric targets; rejected.
 //!
 //! A JSON document has no meaningful lines per example, so errors use the example's
@@ -29,6 +32,9 @@ use crate::task::TaskFamily;
 #[derive(Deserialize)]
 struct TaskFile {
     examples: Option<Vec<Value>>,
+    /// Text the task puts before every input; natural_instructions keeps each subtask's
+    /// crowdsourcing instructions ("Definition: ... Prompt: ...") here.
+    task_prefix: Option<Value>,
 }
 
 /// A JSON object's entries in file order (serde_json's `Map` sorts its keys, and the
@@ -99,6 +105,12 @@ pub(crate) fn parse(text: &str, opts: &ParseOptions, problems: &mut Problems) ->
             "the file has no \"examples\" array; expected a BIG-bench task.json ({\"examples\": [{\"input\": ..., \"target_scores\" or \"target\": ...}]}); programmatic tasks (task.py) are not supported",
         );
         return empty();
+    };
+    // Instruction tuning: a task-wide instruction (natural_instructions' task_prefix) is the
+    // example's instruction and the example's input its input (Alpaca's instruction/input).
+    let instruction = match &file.task_prefix {
+        Some(Value::String(p)) if opts.task_family == TaskFamily::Instruction && !p.trim().is_empty() => Some(p.trim().to_string()),
+        _ => None,
     };
     // target_scores in file order (ties go to the first choice written).
     let ordered = ordered_scores(text, examples.len());
@@ -196,7 +208,11 @@ pub(crate) fn parse(text: &str, opts: &ParseOptions, problems: &mut Problems) ->
             }
         };
         if let (Some(input), Some(target)) = (input, target) {
-            drafts.push(Draft { line: n, text_a: input.to_string(), text_b: None, target, split: None });
+            let (text_a, text_b) = match &instruction {
+                Some(ins) => (ins.clone(), Some(input.to_string())),
+                None => (input.to_string(), None),
+            };
+            drafts.push(Draft { line: n, text_a, text_b, target, split: None });
         }
     }
     Parsed { drafts, known_labels: known, place: Place::Example }

@@ -20,7 +20,7 @@ pub mod split;
 mod validate;
 
 pub use glue::GlueTask;
-pub use record::{render_chat_prompt, CHAT_PROMPT_FORMAT};
+pub use record::{parse_chat_prompt, render_chat_prompt, CHAT_PROMPT_FORMAT};
 
 /// Largest upload accepted, in bytes.
 pub const MAX_INPUT_BYTES: usize = 1 << 30;

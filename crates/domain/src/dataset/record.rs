@@ -33,6 +33,51 @@ pub fn render_chat_prompt<'a>(turns: impl IntoIterator<Item = (&'a str, &'a str)
     out
 }
 
+/// The turns `(role, content)` of a prompt written by [`render_chat_prompt`] (what the
+/// chat upload format stores as an example's text), or None for any other text. A decoder
+/// uses it to re-render the conversation with the model's own chat template.
+///
+/// ```
+/// use rankfit_domain::dataset::{parse_chat_prompt, render_chat_prompt};
+/// let p = render_chat_prompt([("system", "Be brief."), ("user", "Hi\nthere")]);
+/// let turns = parse_chat_prompt(&p).unwrap();
+/// assert_eq!(turns, vec![("system".to_string(), "Be brief.".to_string()), ("user".to_string(), "Hi\nthere".to_string())]);
+/// assert_eq!(parse_chat_prompt("Summarize this"), None);
+/// ```
+pub fn parse_chat_prompt(text: &str) -> Option<Vec<(String, String)>> {
+    let body = text.strip_suffix("<|assistant|>\n")?;
+    // A turn header is `<|role|>\n` at the start of the text or right after a newline.
+    let header_at = |s: &str, at: usize| -> Option<(String, usize)> {
+        let rest = s[at..].strip_prefix("<|")?;
+        let end = rest.find("|>\n")?;
+        let role = &rest[..end];
+        let ok = !role.is_empty() && role.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        ok.then(|| (role.to_string(), at + 2 + end + 3))
+    };
+    let mut turns = Vec::new();
+    let (mut role, mut start) = header_at(body, 0)?;
+    let mut search = start;
+    loop {
+        // The content ends with the newline before the next header (or the body's end).
+        let next = body[search..].find("\n<|").map(|i| search + i);
+        match next {
+            Some(nl) => match header_at(body, nl + 1) {
+                Some((next_role, next_start)) => {
+                    turns.push((std::mem::replace(&mut role, next_role), body[start..nl].to_string()));
+                    start = next_start;
+                    search = next_start;
+                }
+                None => search = nl + 1,
+            },
+            None => {
+                let content = body[start..].strip_suffix('\n')?;
+                turns.push((role, content.to_string()));
+                return Some(turns);
+            }
+        }
+    }
+}
+
 /// What kind of value a class label was written as (JSON only; CSV cells are all text).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum LabelKind {

@@ -62,7 +62,7 @@ pub struct LeaderboardParams {
 }
 
 /// Best run per (method, base model, budget) on a dataset, ranked by the family's
-/// primary metric (or `metric`) on the test split (or `split`).
+/// primary metric (or `metric`) on the test split (or `split`); ascending for losses.
 pub async fn leaderboard(
     State(st): State<AppState>,
     Auth(team): Auth,
@@ -95,6 +95,7 @@ pub async fn leaderboard(
     let entries = runs::leaderboard(&st.pool, team.id, &q).await?;
     Ok(Json(json!({
         "dataset": { "id": dataset.id, "name": dataset.name, "task_family": dataset.task_family },
-        "metric": metric, "split": split, "metrics": family.metrics(), "entries": entries,
+        "metric": metric, "higher_is_better": rankfit_domain::task::higher_is_better(&metric),
+        "split": split, "metrics": family.metrics(), "entries": entries,
     })))
 }

@@ -8,6 +8,7 @@
 //! e.g. `bert.encoder.layer.0.attention.self.query.lora_A`.
 
 pub mod adalora;
+pub mod llama;
 pub mod lora;
 
 use burn::tensor::backend::Backend;

