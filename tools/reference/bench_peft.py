@@ -49,11 +49,11 @@ def load(kind):
         from transformers import BertForSequenceClassification
 
         model_dir = os.path.dirname(find_one("all-minilm-l6-v2/**/config.json", "all-MiniLM-L6-v2"))
-        return BertForSequenceClassification.from_pretrained(model_dir, num_labels=2, attn_implementation="eager"), 30522
+        return BertForSequenceClassification.from_pretrained(model_dir, num_labels=2), 30522
     from transformers import AutoModelForCausalLM
 
     gguf = find_one("SmolLM2-135M-Instruct*.gguf", "SmolLM2 GGUF")
-    model = AutoModelForCausalLM.from_pretrained(os.path.dirname(gguf), gguf_file=os.path.basename(gguf), torch_dtype=torch.float32, attn_implementation="eager")
+    model = AutoModelForCausalLM.from_pretrained(os.path.dirname(gguf), gguf_file=os.path.basename(gguf), dtype=torch.float32)
     return model, model.config.vocab_size
 
 

@@ -160,6 +160,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             result
         }
         Command::Worker(args) => {
+            // A device this build cannot use is a configuration error: refuse before claiming runs.
+            let device = rankfit_train::device::ComputeDevice::from_env()?.check_available()?;
+            tracing::info!(%device, "training device");
             let db = db::Database::open(&g).await?;
             let (tx, rx) = watch::channel(false);
             tokio::spawn(shutdown_on_signal(tx));

@@ -21,7 +21,7 @@ const STEPS: u64 = 40;
 const CHECKPOINT_EVERY: u64 = 8;
 
 fn assets_dir() -> PathBuf {
-    let dir = std::path::absolute(rankfit_train::assets::default_assets_dir()).unwrap();
+    let dir = std::path::absolute(rankfit_train::assets::workspace_assets_dir(env!("CARGO_MANIFEST_DIR"))).unwrap();
     rankfit_train::assets::ensure_minilm(&dir).expect("MiniLM (run `rankfit assets fetch`)");
     dir
 }

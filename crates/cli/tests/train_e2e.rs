@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 const TASK: &str = "multiemo/all_sentence_en";
 
 fn assets_dir() -> std::path::PathBuf {
-    let dir = std::path::absolute(rankfit_train::assets::default_assets_dir()).unwrap();
+    let dir = std::path::absolute(rankfit_train::assets::workspace_assets_dir(env!("CARGO_MANIFEST_DIR"))).unwrap();
     rankfit_cli::assets::fetch_all(&dir).expect("assets (run `rankfit assets fetch`)");
     dir
 }

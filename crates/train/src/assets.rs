@@ -59,6 +59,13 @@ pub fn default_assets_dir() -> PathBuf {
     std::env::var_os(ASSETS_ENV).map(PathBuf::from).unwrap_or_else(|| PathBuf::from("rankfit-data/assets"))
 }
 
+/// The assets directory for tests of a workspace crate (`manifest_dir` is its
+/// `CARGO_MANIFEST_DIR`): `RANKFIT_ASSETS_DIR`, or `rankfit-data/assets` at the workspace
+/// root, whatever directory the test runs in.
+pub fn workspace_assets_dir(manifest_dir: &str) -> PathBuf {
+    std::env::var_os(ASSETS_ENV).map(PathBuf::from).unwrap_or_else(|| Path::new(manifest_dir).join("../../rankfit-data/assets"))
+}
+
 /// Finds the extracted MiniLM files under `assets_dir`.
 pub fn locate_minilm(assets_dir: &Path) -> Result<MiniLmFiles, TrainError> {
     let dir = assets_dir.join(MINILM_DIR);

@@ -12,6 +12,7 @@ pub mod assets;
 pub mod causal;
 pub mod checkpoint;
 pub mod data;
+pub mod device;
 pub mod export;
 pub mod model;
 pub mod params;
@@ -118,8 +119,36 @@ pub enum TrainError {
 /// classification/regression) or the Llama decoder ([`causal`]: summarization/instruction,
 /// with the judge named by `RANKFIT_JUDGE_CMD`, if any). All five methods (LoRA, AdaLoRA,
 /// SalientLoRA, ALoRA, RoLoRA) run on both. Resumes from
-/// `work_dir/checkpoint` when it holds a checkpoint of the same run. Runs on the CPU backend.
+/// `work_dir/checkpoint` when it holds a checkpoint of the same run. Runs on the device
+/// `RANKFIT_DEVICE` names (the CPU by default; see [`device`]).
 pub fn train(job: &TrainJob, on_event: &mut dyn FnMut(TrainEvent), cancel: &AtomicBool) -> Result<TrainOutput, TrainError> {
+    train_on(device::ComputeDevice::from_env()?, job, on_event, cancel)
+}
+
+/// [`train`] on an explicit device (see [`device`]).
+pub fn train_on(
+    device: device::ComputeDevice,
+    job: &TrainJob,
+    on_event: &mut dyn FnMut(TrainEvent),
+    cancel: &AtomicBool,
+) -> Result<TrainOutput, TrainError> {
+    match device {
+        device::ComputeDevice::Cpu => train_with::<CpuBackend>(job, on_event, cancel, Default::default()),
+        #[cfg(feature = "cuda")]
+        device::ComputeDevice::Cuda(index) => {
+            train_with::<device::CudaBackend>(job, on_event, cancel, burn::backend::cuda::CudaDevice { index })
+        }
+        #[cfg(not(feature = "cuda"))]
+        device::ComputeDevice::Cuda(_) => Err(device.unavailable()),
+    }
+}
+
+fn train_with<B: burn::tensor::backend::AutodiffBackend>(
+    job: &TrainJob,
+    on_event: &mut dyn FnMut(TrainEvent),
+    cancel: &AtomicBool,
+    device: B::Device,
+) -> Result<TrainOutput, TrainError> {
     use rankfit_domain::catalog::{base_model, Architecture};
     let base = base_model(&job.base_model).ok_or_else(|| TrainError::Model(job.base_model.clone(), "unknown base model".into()))?;
     if !base.architecture.serves(job.dataset.task_family) {
@@ -131,10 +160,10 @@ pub fn train(job: &TrainJob, on_event: &mut dyn FnMut(TrainEvent), cancel: &Atom
         )));
     }
     match base.architecture {
-        Architecture::Bert => trainer::run::<CpuBackend>(job, on_event, cancel, Default::default()),
+        Architecture::Bert => trainer::run::<B>(job, on_event, cancel, device),
         Architecture::Llama => {
             let judge = causal::judge::CommandJudge::from_env().map(|j| Box::new(j) as Box<dyn causal::judge::Judge>);
-            causal::run::<CpuBackend>(job, on_event, cancel, Default::default(), causal::CausalOptions { judge })
+            causal::run::<B>(job, on_event, cancel, device, causal::CausalOptions { judge })
         }
     }
 }

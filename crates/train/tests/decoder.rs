@@ -2,7 +2,9 @@
 //! gem/xsum lowers the held-out loss (answer-only loss, ROUGE from greedy generations),
 //! greedy generation is deterministic, and PEFT loads our `CAUSAL_LM` exports with the
 //! logits we compute (tools/reference/check_llama_peft.py, when Python has torch,
-//! transformers and peft; `RANKFIT_PYTHON` names the interpreter).
+//! transformers and peft; `RANKFIT_PYTHON` names the interpreter). ALoRA's decoder oracle
+//! scores gate variants like separate masked passes, and AdaLoRA, SalientLoRA, ALoRA and
+//! RoLoRA all train the decoder and end within their budgets.
 
 mod common;
 
@@ -17,13 +19,14 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rankfit_domain::dataset::{Split, ValidationReport};
 use rankfit_domain::generation::GenerationConfig;
-use rankfit_domain::run::{AdaLoraConfig, MethodConfig, RunConfig, TrainingConfig};
+use rankfit_domain::run::{ALoraConfig, AdaLoraConfig, MethodConfig, RoLoraConfig, RunConfig, SalientLoraConfig, TrainingConfig};
 use rankfit_train::adapters::adalora::normal;
 use rankfit_train::adapters::llama::LlamaHook;
 use rankfit_train::adapters::{AdapterKind, AdapterSpec, Adapters};
-use rankfit_train::allocator::AdaLoraSchedule;
+use rankfit_train::allocator::{AblationOracle, AdaLoraSchedule};
+use rankfit_train::causal::data::{CausalBatch, CausalSample};
 use rankfit_train::causal::export::{write_hf_checkpoint, DecoderAdapter};
-use rankfit_train::causal::{self, tasks, CausalOptions};
+use rankfit_train::causal::{self, tasks, CausalOptions, DecoderOracle};
 use rankfit_train::export::ExportMethod;
 use rankfit_train::model::llama::{DecoderInputs, Llama, LlamaWeights, NoDecoderHook};
 use rankfit_train::model::llama_assets::ensure_smollm2;
@@ -258,5 +261,147 @@ fn peft_loads_our_causal_lm_exports_with_matching_logits() {
     let report: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     for k in ["lora", "adalora", "adalora_as_lora"] {
         assert!(report["max_abs_diff"][k].as_f64().unwrap() <= report["tol"].as_f64().unwrap(), "{k}: {report}");
+    }
+}
+
+/// A short chat sample: the prompt of [`prompt_ids`] and a few answer tokens.
+fn chat_sample(answer: &[u32]) -> CausalSample {
+    let prompt = prompt_ids();
+    let ids = [prompt.as_slice(), answer].concat();
+    CausalSample { ids, prompt_len: prompt.len(), reference: String::new() }
+}
+
+#[test]
+fn decoder_oracle_scores_gate_variants_like_masked_forward_passes() {
+    let dev = Default::default();
+    let model = Llama::<B>::load_gguf(&gguf(), &dev).unwrap();
+    let (store, adapters) = adapters_for_autodiff(&model, 21);
+    let samples = vec![chat_sample(&[504, 3575, 282, 4649, 314, 7042, 30, 2]), chat_sample(&[7042, 30, 2])];
+    let k = adapters.list.len();
+    // All on; adapter 0 off and adapter 5 half off; everything off (the base model).
+    let mut partial = vec![vec![true; 4]; k];
+    partial[0] = vec![false; 4];
+    partial[5] = vec![true, false, true, false];
+    let variants = vec![vec![vec![true; 4]; k], partial, vec![vec![false; 4]; k]];
+    let got = DecoderOracle::new(&model, &samples).losses(&adapters, &store, &variants).unwrap();
+
+    let refs: Vec<&CausalSample> = samples.iter().collect();
+    let batch = CausalBatch::new(&refs, 0);
+    let params = store.constants::<B>();
+    let masked_loss = |gates: &[Vec<bool>]| {
+        let mut masked = adapters.clone();
+        for (ad, g) in masked.list.iter_mut().zip(gates) {
+            ad.mask = g.clone();
+        }
+        let hook = LlamaHook::new(&masked, model.config.num_hidden_layers);
+        causal::answer_nll(&model, &batch, &params, &hook, false, &dev).into_scalar() as f64 / batch.tokens() as f64
+    };
+    let base = causal::answer_nll(&model, &batch, &params, &NoDecoderHook, false, &dev).into_scalar() as f64 / batch.tokens() as f64;
+    for (v, gates) in variants.iter().enumerate() {
+        let want = masked_loss(gates);
+        assert!((got[v] - want).abs() < 1e-4 * want.abs().max(1.0), "variant {v}: oracle {} vs masked pass {want}", got[v]);
+    }
+    assert!((got[2] - base).abs() < 1e-4 * base, "all gates off is the base model: {} vs {base}", got[2]);
+    assert!((got[0] - got[2]).abs() > 1e-3, "the adapters change the loss ({} vs {})", got[0], got[2]);
+}
+
+/// [`adapters_for`] on the autodiff backend's inner store (plain LoRA, noisy B).
+fn adapters_for_autodiff(model: &Llama<B>, seed: u64) -> (ParamStore<I>, Adapters) {
+    let dev = Default::default();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut store = ParamStore::<I>::new();
+    let targets: Vec<String> = ["q_proj", "v_proj", "down_proj"].map(String::from).to_vec();
+    let spec = AdapterSpec { kind: AdapterKind::Lora, rank: 4, alpha: 8.0, dropout: 0.0 };
+    let adapters = Adapters::build_llama(&model.config, &targets, spec, &mut store, &mut rng, &dev).unwrap();
+    for ad in &adapters.list {
+        let shape = store.params[ad.b].value.dims();
+        let data: Vec<f32> = (0..shape[0] * shape[1]).map(|_| normal(&mut rng, 0.05)).collect();
+        store.params[ad.b].value = HostTensor::new(shape.to_vec(), data).to_tensor(&dev);
+    }
+    (store, adapters)
+}
+
+#[test]
+fn every_adaptive_method_trains_the_decoder_within_its_budget() {
+    gguf();
+    let steps = 8;
+    // (method, adapted modules): ALoRA scores two gate variants per live component with
+    // forward passes, so it adapts v_proj only and scores one example (a CPU test budget).
+    let qv = ["q_proj", "v_proj"].map(String::from).to_vec();
+    let methods = [
+        (
+            MethodConfig::AdaLora(AdaLoraConfig {
+                init_r: Some(3),
+                tinit: Some(1),
+                tfinal: Some(2),
+                delta_t: Some(1),
+                ..Default::default()
+            }),
+            qv.clone(),
+        ),
+        (
+            MethodConfig::SalientLora(SalientLoraConfig {
+                init_r: Some(3),
+                n_i: Some(1),
+                n_f: Some(6),
+                window_initial: 2,
+                window_final: 3,
+                ..Default::default()
+            }),
+            qv.clone(),
+        ),
+        (MethodConfig::RoLora(RoLoraConfig { iterations: 2, delta_t: Some(1), final_ratio: 0.25, ..Default::default() }), qv.clone()),
+        (
+            MethodConfig::ALora(ALoraConfig { k1_epochs: 0.5, k2_epochs: 0.25, rounds: 1, n_prune: None, val_batch: 1 }),
+            vec!["v_proj".into()],
+        ),
+    ];
+    let budget = 2u64;
+    for (method, targets) in methods {
+        let name = method.method().as_str();
+        let k = 30 * targets.len() as u64;
+        let started = Instant::now();
+        let dir = tempfile::tempdir().unwrap();
+        let training = TrainingConfig {
+            max_steps: Some(steps),
+            batch_size: 2,
+            learning_rate: 3e-3,
+            warmup_ratio: 0.0,
+            max_seq_len: 48,
+            eval_every: 0,
+            checkpoint_every: 0,
+            target_modules: targets,
+            generation: GenerationConfig { max_new_tokens: 4, eval_examples: 1, rouge_stemmer: true },
+            ..TrainingConfig::default()
+        };
+        let job = TrainJob {
+            run_id: uuid::Uuid::nil(),
+            base_model: "smollm2-135m-instruct".into(),
+            config: RunConfig { training, method },
+            budget: budget as u32,
+            seed: 9,
+            dataset: xsum_slice(8, 2),
+            assets_dir: assets_dir(),
+            work_dir: dir.path().to_path_buf(),
+        };
+        let mut events = Vec::new();
+        let out = causal::run::<B>(&job, &mut |e| events.push(e), &AtomicBool::new(false), Default::default(), CausalOptions::default())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        eprintln!("{name}: {:.1?}; trainable parameters {}", started.elapsed(), out.summary["trainable_params"]);
+        let maps: Vec<_> = events.iter().filter_map(|e| if let TrainEvent::Ranks(m) = e { Some(m) } else { None }).collect();
+        let last = maps.last().unwrap_or_else(|| panic!("{name}: no rank map"));
+        assert_eq!(last.modules.len() as u64, k, "{name}: one rank per adapted module of 30 layers");
+        let live: u64 = last.modules.iter().map(|(_, r)| u64::from(*r)).sum();
+        assert!(live <= budget * k, "{name}: {live} live components, budget {}", budget * k);
+        if name != "rolora" {
+            assert_eq!(live, budget * k, "{name} ends at exactly the budget");
+        }
+        assert!(maps.iter().any(|m| m.modules.iter().any(|(_, r)| u64::from(*r) != budget)), "{name}: ranks never moved off the budget");
+        assert_eq!(events_named(&events, "train", "loss").count() as u64, steps, "{name}");
+        let cfg: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.artifacts[0].1.join("adapter_config.json")).unwrap()).unwrap();
+        assert_eq!(cfg["task_type"], "CAUSAL_LM", "{name}");
+        let want = if matches!(name, "adalora" | "salientlora") { "ADALORA" } else { "LORA" };
+        assert_eq!(cfg["peft_type"], want, "{name}");
     }
 }

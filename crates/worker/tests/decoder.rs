@@ -12,16 +12,13 @@ use rankfit_domain::task::TaskFamily;
 use rankfit_store::runs::{self, LeaderboardQuery, NewRun};
 use rankfit_store::testing::TestDb;
 use rankfit_store::{artifacts, datasets, teams, ArtifactStore};
-use rankfit_train::assets::ASSETS_ENV;
 use rankfit_worker::{BurnTrainer, WorkerConfig};
 use serde_json::json;
 use tokio::sync::watch;
 use uuid::Uuid;
 
 fn assets_dir() -> PathBuf {
-    std::env::var_os(ASSETS_ENV)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../rankfit-data/assets"))
+    rankfit_train::assets::workspace_assets_dir(env!("CARGO_MANIFEST_DIR"))
 }
 
 fn alpaca_rows() -> String {

@@ -1,18 +1,31 @@
-//! Train-step cost of every method on all-MiniLM-L6-v2 (CPU backend), at equal budget in the
-//! same run, plus the cost of one allocation round of each adaptive method.
+//! Train-step throughput and peak memory of every method on the CPU backend, side by side
+//! with PyTorch + transformers + PEFT on the same workload and thread count.
 //!
-//!     cargo run --release -p rankfit-train --bin train_bench -- [steps] [batch] [seq]
-//!     cargo run -p rankfit-train --bin train_bench -- --small      (2 steps, batch 8, seq 32)
+//!     cargo run --release -p rankfit-train --bin train_bench -- [options]
 //!
-//! Defaults: 3 timed steps after 1 warm-up step, batch 32, sequence length 128, adapters on
-//! query/value, budget R = 8 (LoRA, ALoRA, RoLoRA start at 8; AdaLoRA and SalientLoRA at 12).
-//! Per-step time includes each allocator's per-step work in its allocation phase (AdaLoRA
-//! masking every step, SalientLoRA recording its window, RoLoRA's SPARSIFY importance).
-//! Round costs: SalientLoRA scoring a full window of T_f = 200 steps over all components,
-//! ALoRA's ablation round (2 batched forward passes per live component on a batch of 32),
-//! RoLoRA's rescale + interpolate + EXTEND of every adapter. Compare LoRA with
-//! tools/reference/bench_peft.py at the same thread count (RAYON_NUM_THREADS / torch threads).
+//! Options:
+//!   --model minilm|smollm2|all   workload (default minilm)
+//!   --methods lora,adalora,...   methods to time (default: all five)
+//!   --steps N                    timed steps after one untimed warm-up step (default 3)
+//!   --batch B --seq S            override the workload's shape
+//!   --peft                       also run tools/reference/bench_peft.py (LoRA and AdaLoRA;
+//!                                the interpreter is $RANKFIT_PYTHON or python3)
+//!   --rounds                     time one allocation round of each adaptive method (MiniLM)
+//!   --json PATH                  write every measurement as JSON
+//!   --small                      2 steps, batch 8, seq 32 (a smoke run)
+//!
+//! Workloads (tools/reference/bench_peft.py runs the same ones):
+//!   minilm   all-MiniLM-L6-v2 + 2-class head, batch 32, seq 128, adapters on query/value
+//!   smollm2  SmolLM2-135M-Instruct, causal-LM loss on every position, batch 8, seq 512,
+//!            adapters on q_proj/v_proj
+//! Budget R = 8: LoRA, ALoRA and RoLoRA start at rank 8, AdaLoRA and SalientLoRA at 12.
+//! Every (model, method) runs in its own child process, so its peak RSS is its own. Each
+//! method is configured so that the timed steps sit in its allocation phase (AdaLoRA masking
+//! every step, SalientLoRA recording its window, RoLoRA's SPARSIFY importance). Threads:
+//! burn's ndarray backend uses one thread per physical core; pass the same number to PyTorch
+//! (`RANKFIT_BENCH_THREADS`, default: the machine's physical cores as std reports them).
 
+use std::process::Command;
 use std::time::Instant;
 
 use burn::tensor::activation::log_softmax;
@@ -22,170 +35,429 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rankfit_domain::run::{ALoraConfig, AdaLoraConfig, MethodConfig, RoLoraConfig, SalientLoraConfig};
 use rankfit_train::adapters::adalora::orthogonal_regularizer;
+use rankfit_train::adapters::llama::LlamaHook;
 use rankfit_train::adapters::{AdapterKind, AdapterSpec, Adapters};
 use rankfit_train::allocator::alora::ablation_importance;
 use rankfit_train::allocator::rolora::frank_wolfe_update;
 use rankfit_train::allocator::salientlora::salience;
-use rankfit_train::allocator::{for_method_with, AllocContext, AllocatorSetup};
+use rankfit_train::allocator::{for_method_with, AllocContext, AllocatorSetup, RankAllocator};
 use rankfit_train::assets::{default_assets_dir, ensure_minilm};
+use rankfit_train::causal::answer_nll;
+use rankfit_train::causal::data::{CausalBatch, CausalSample};
 use rankfit_train::data::{HeadTask, Sample};
-use rankfit_train::model::bert::Inputs;
+use rankfit_train::model::bert::{Bert, HeadParams, Inputs};
 use rankfit_train::model::head::init_head;
+use rankfit_train::model::llama::Llama;
+use rankfit_train::model::llama_assets::ensure_smollm2;
 use rankfit_train::model::load_minilm;
 use rankfit_train::params::{clip_grads, collect_grads, AdamW, ParamStore};
 use rankfit_train::tokenize::{Batch, Encoded};
-use rankfit_train::trainer::BertOracle;
+use rankfit_train::trainer::{peak_memory_bytes, BertOracle};
 use rankfit_train::CpuBackend as B;
+use serde_json::{json, Value};
 
 type Inner = <B as burn::tensor::backend::AutodiffBackend>::InnerBackend;
+type Device = <B as burn::tensor::backend::BackendTypes>::Device;
 
 const BUDGET: usize = 8;
+const MODELS: [&str; 2] = ["minilm", "smollm2"];
+const METHODS: [&str; 5] = ["lora", "adalora", "salientlora", "alora", "rolora"];
 
-/// Every method configured so that the timed steps sit in its allocation phase.
-fn methods() -> Vec<(&'static str, MethodConfig)> {
-    vec![
-        ("lora", MethodConfig::Lora),
-        ("adalora", MethodConfig::AdaLora(AdaLoraConfig { tinit: Some(0), tfinal: Some(0), delta_t: Some(1), ..Default::default() })),
-        ("salientlora", MethodConfig::SalientLora(SalientLoraConfig { n_i: Some(0), n_f: Some(900), ..Default::default() })),
-        ("alora", MethodConfig::ALora(ALoraConfig { k1_epochs: 100.0, ..Default::default() })),
-        ("rolora", MethodConfig::RoLora(RoLoraConfig { delta_t: Some(1), ..Default::default() })),
-    ]
+/// A method configured so that the timed steps sit in its allocation phase.
+fn method_config(name: &str) -> Result<MethodConfig, String> {
+    Ok(match name {
+        "lora" => MethodConfig::Lora,
+        "adalora" => MethodConfig::AdaLora(AdaLoraConfig { tinit: Some(0), tfinal: Some(0), delta_t: Some(1), ..Default::default() }),
+        "salientlora" => MethodConfig::SalientLora(SalientLoraConfig { n_i: Some(0), n_f: Some(900), ..Default::default() }),
+        "alora" => MethodConfig::ALora(ALoraConfig { k1_epochs: 100.0, ..Default::default() }),
+        "rolora" => MethodConfig::RoLora(RoLoraConfig { delta_t: Some(1), ..Default::default() }),
+        other => return Err(format!("unknown method {other:?}; one of {METHODS:?}")),
+    })
+}
+
+/// The default shape of a workload: (batch, seq, adapted modules).
+fn workload(model: &str) -> Result<(usize, usize, [&'static str; 2]), String> {
+    match model {
+        "minilm" => Ok((32, 128, ["query", "value"])),
+        "smollm2" => Ok((8, 512, ["q_proj", "v_proj"])),
+        other => Err(format!("unknown model {other:?}; one of {MODELS:?}")),
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Args {
+    models: Vec<String>,
+    methods: Vec<String>,
+    steps: usize,
+    batch: Option<usize>,
+    seq: Option<usize>,
+    peft: bool,
+    rounds: bool,
+    json: Option<String>,
+    child: bool,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        models: vec!["minilm".into()],
+        methods: METHODS.map(String::from).to_vec(),
+        steps: 3,
+        batch: None,
+        seq: None,
+        peft: false,
+        rounds: false,
+        json: None,
+        child: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        let number = |v: String| v.parse::<usize>().map_err(|e| format!("{v:?}: {e}"));
+        match flag.as_str() {
+            "--model" => {
+                let v = value()?;
+                a.models = if v == "all" { MODELS.map(String::from).to_vec() } else { vec![v] };
+            }
+            "--methods" => a.methods = value()?.split(',').map(String::from).collect(),
+            "--steps" => a.steps = number(value()?)?,
+            "--batch" => a.batch = Some(number(value()?)?),
+            "--seq" => a.seq = Some(number(value()?)?),
+            "--peft" => a.peft = true,
+            "--rounds" => a.rounds = true,
+            "--json" => a.json = Some(value()?),
+            "--child" => a.child = true,
+            "--small" => (a.steps, a.batch, a.seq) = (2, Some(8), Some(32)),
+            other => return Err(format!("unknown option {other:?} (see the doc comment of train_bench.rs)")),
+        }
+    }
+    for m in &a.models {
+        workload(m)?;
+    }
+    for m in &a.methods {
+        method_config(m)?;
+    }
+    Ok(a)
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let raw: Vec<String> = std::env::args().skip(1).collect();
-    let small = raw.iter().any(|a| a == "--small");
-    let args: Vec<usize> = raw.iter().filter(|a| !a.starts_with("--")).map(|a| a.parse()).collect::<Result<_, _>>()?;
-    let (d_steps, d_batch, d_seq) = if small { (2, 8, 32) } else { (3, 32, 128) };
-    let steps = args.first().copied().unwrap_or(d_steps);
-    let batch = args.get(1).copied().unwrap_or(d_batch);
-    let seq = args.get(2).copied().unwrap_or(d_seq);
-    let files = ensure_minilm(&default_assets_dir())?;
-    let device = Default::default();
-    let (bert, _) = load_minilm::<B>(&files, &device)?;
-    let mut rng = StdRng::seed_from_u64(0);
-    let ids: Vec<i64> = (0..batch * seq).map(|i| if i % seq == 0 { 101 } else { rng.random_range(1000..30000) }).collect();
-    let data = Batch { batch, seq, ids, type_ids: vec![0; batch * seq], mask: vec![1.0; batch * seq] };
-    let labels: Vec<f32> = (0..batch).flat_map(|i| if i % 2 == 0 { [1.0, 0.0] } else { [0.0, 1.0] }).collect();
-    let targets = vec!["query".to_string(), "value".to_string()];
-    println!(
-        "threads: {}, batch {batch}, seq {seq}, {steps} timed steps, budget R = {BUDGET}",
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
-    );
-
-    let mut rows: Vec<(&str, f64, usize)> = Vec::new();
-    let mut rounds: Vec<(String, f64)> = Vec::new();
-    for (name, method) in methods() {
-        let mut store = ParamStore::<Inner>::new();
-        let head = init_head(&mut store, &bert.pooler, 2, true, &mut rng, &device);
-        let kind = if matches!(method, MethodConfig::Lora | MethodConfig::ALora(_)) { AdapterKind::Lora } else { AdapterKind::Svd };
-        let init_r = method.init_rank(BUDGET as u32) as usize;
-        let mut adapters = Adapters::build_bert(
-            &bert.config,
-            &targets,
-            AdapterSpec { kind, rank: init_r, alpha: 16.0, dropout: 0.0 },
-            &mut store,
-            &mut rng,
-            &device,
-        )?;
-        let k = adapters.list.len() as u64;
-        let setup =
-            AllocatorSetup { total: 1000, init_r, target_r: BUDGET, modules: k, steps_per_epoch: Some(10), module_types: Some(2), seed: 0 };
-        let (mut allocator, _) = for_method_with::<Inner>(&method, &setup)?;
-        let mut adam = AdamW::new(store.params.len(), 0.0);
-        let inputs = Inputs::<B>::new(&data, &device);
-        let onehot = Tensor::<B, 2>::from_data(TensorData::new(labels.clone(), [batch, 2]), &device);
-        let mut timed = 0.0;
-        for step in 0..=steps {
-            B::seed(&device, step as u64);
-            let t0 = Instant::now();
-            let live = store.live::<B>();
-            let logits = bert.logits(&inputs, &live, &head, &adapters, true);
-            let mut loss = (log_softmax(logits, 1) * onehot.clone()).sum().neg() / batch as f64;
-            let mut orth = None;
-            if allocator.orth_reg_weight() > 0.0 {
-                if let Some(reg) = orthogonal_regularizer(&adapters, &live) {
-                    orth = Some(f64::from(reg.clone().into_scalar()));
-                    loss = loss + reg * allocator.orth_reg_weight();
-                }
-            }
-            let grads = loss.backward();
-            let mut g = collect_grads(&live, &grads);
-            let mut ctx = AllocContext::new(step as u64 + 1, &mut adapters, &mut store, &mut g);
-            ctx.adam = Some(&mut adam);
-            ctx.orth_loss = orth;
-            allocator.allocate(&mut ctx)?;
-            drop(ctx);
-            let keep = adapters.keep_masks::<Inner>(store.params.len(), &device);
-            clip_grads(&mut g, 1.0);
-            adam.step(&mut store, &g, &keep, 1e-3);
-            // Force the lazy work to finish before stopping the clock.
-            let _ = store.params[head.classifier_w].value.clone().sum().into_scalar();
-            if step > 0 {
-                timed += t0.elapsed().as_secs_f64();
-            }
+    let args = parse_args()?;
+    if args.child {
+        let result = child(&args)?;
+        println!("{result}");
+        return Ok(());
+    }
+    let threads = std::env::var("RANKFIT_BENCH_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let mut results = Vec::new();
+    for model in &args.models {
+        let (batch, seq, _) = workload(model)?;
+        let (batch, seq) = (args.batch.unwrap_or(batch), args.seq.unwrap_or(seq));
+        println!("\n## {model}: batch {batch}, seq {seq}, {} timed steps, budget R = {BUDGET}, {threads} threads\n", args.steps);
+        let mut rows = Vec::new();
+        for method in &args.methods {
+            let ours = run_child(&args, model, method, batch, seq)?;
+            let peft = if args.peft && matches!(method.as_str(), "lora" | "adalora") {
+                Some(run_peft(model, method, batch, seq, args.steps, threads)?)
+            } else {
+                None
+            };
+            eprintln!("{model}/{method}: {ours}");
+            rows.push((method.clone(), ours, peft));
         }
-        rows.push((name, timed / steps as f64, adapters.total_live()));
-
-        // One allocation round.
-        match name {
-            "salientlora" => {
-                let n = adapters.total_live();
-                let window = 200;
-                let series = Tensor::<Inner, 2>::random([n, window], Distribution::Normal(0.0, 1.0), &device);
-                let groups: Vec<usize> = adapters.list.iter().enumerate().flat_map(|(i, a)| std::iter::repeat_n(i, a.rank)).collect();
-                let orth: Vec<f64> = (0..window).map(|t| 1.0 + t as f64 * 1e-3).collect();
-                let t0 = Instant::now();
-                let s = salience(series, &groups, &orth, 0.9, 2.0, 0.7);
-                rounds.push((format!("salientlora window scoring ({n} components x {window} steps)"), t0.elapsed().as_secs_f64()));
-                assert_eq!(s.len(), n);
-            }
-            "alora" => {
-                let val = 32;
-                let samples: Vec<Sample> = (0..val)
-                    .map(|i| Sample {
-                        enc: Encoded {
-                            ids: (0..seq).map(|j| if j == 0 { 101 } else { rng.random_range(1000..30000) }).collect(),
-                            type_ids: vec![0; seq],
-                        },
-                        class: i % 2,
-                        score: 0.0,
-                    })
-                    .collect();
-                let task = HeadTask::Classification { labels: vec!["a".into(), "b".into()] };
-                let mut oracle = BertOracle::<B> { bert: &bert, head, task: &task, samples: &samples };
-                let t0 = Instant::now();
-                let is = ablation_importance(&adapters, &store, &mut oracle)?;
-                let n = is.iter().flatten().flatten().count();
-                rounds.push((format!("alora ablation round ({} variants on a batch of {val})", 2 * n), t0.elapsed().as_secs_f64()));
-            }
-            "rolora" => {
-                let ranks: Vec<usize> = adapters.list.iter().map(|a| a.rank).collect();
-                let s_raw: Vec<usize> = (0..ranks.len()).map(|i| 1 + i % BUDGET).collect();
-                let mut g = vec![None; store.params.len()];
-                let mut r2 = StdRng::seed_from_u64(1);
-                let t0 = Instant::now();
-                let (_, new_ranks) = frank_wolfe_update(&ranks, &s_raw, BUDGET, 1);
-                for (i, &r) in new_ranks.iter().enumerate() {
-                    let keep: Vec<usize> = (0..r.min(adapters.list[i].rank)).collect();
-                    let grow = r - keep.len();
-                    adapters.resize(i, &keep, grow, &mut store, &mut adam, &mut g, &mut r2);
-                }
-                rounds.push(("rolora iteration (rescale + interpolate + extend)".into(), t0.elapsed().as_secs_f64()));
-            }
-            _ => {}
+        print_table(&rows);
+        print_rounds(&rows);
+        for (method, ours, peft) in rows {
+            results.push(json!({ "model": model, "method": method, "rankfit": ours, "pytorch_peft": peft }));
         }
     }
-    let lora = rows[0].1;
-    println!("\n| method | s/step | examples/s | overhead vs LoRA | live components |");
-    println!("| --- | --- | --- | --- | --- |");
-    for (name, per_step, live) in &rows {
-        println!("| {name} | {per_step:.3} | {:.2} | {:.2}x | {live} |", batch as f64 / per_step, per_step / lora);
-    }
-    println!("\n| allocation round | seconds |");
-    println!("| --- | --- |");
-    for (what, secs) in &rounds {
-        println!("| {what} | {secs:.3} |");
+    if let Some(path) = &args.json {
+        let doc = json!({
+            "bench": "train_bench",
+            "threads": threads,
+            "cpu": cpu_model(),
+            "results": results,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&doc)?)?;
+        println!("\nwrote {path}");
     }
     Ok(())
+}
+
+fn run_child(args: &Args, model: &str, method: &str, batch: usize, seq: usize) -> Result<Value, Box<dyn std::error::Error>> {
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.args(["--child", "--model", model, "--methods", method, "--steps", &args.steps.to_string()]);
+    cmd.args(["--batch", &batch.to_string(), "--seq", &seq.to_string()]);
+    if args.rounds {
+        cmd.arg("--rounds");
+    }
+    last_json_line(cmd.output()?, &format!("train_bench child {model}/{method}"))
+}
+
+fn run_peft(
+    model: &str,
+    method: &str,
+    batch: usize,
+    seq: usize,
+    steps: usize,
+    threads: usize,
+) -> Result<Value, Box<dyn std::error::Error>> {
+    let python = std::env::var("RANKFIT_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tools/reference/bench_peft.py");
+    let mut cmd = Command::new(python);
+    cmd.args([script, "--model-kind", model, "--method", method]);
+    for (flag, v) in [("--batch", batch), ("--seq", seq), ("--steps", steps), ("--threads", threads)] {
+        cmd.args([flag, &v.to_string()]);
+    }
+    last_json_line(cmd.output()?, &format!("bench_peft.py {model}/{method}"))
+}
+
+fn last_json_line(out: std::process::Output, what: &str) -> Result<Value, Box<dyn std::error::Error>> {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!("{what} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr)).into());
+    }
+    let line = stdout.lines().rev().find(|l| l.starts_with('{')).ok_or_else(|| format!("{what} printed no JSON: {stdout}"))?;
+    Ok(serde_json::from_str(line)?)
+}
+
+fn cpu_model() -> Option<String> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    info.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_string())
+}
+
+fn mib(v: &Value) -> String {
+    v.as_u64().map_or("-".into(), |b| format!("{:.0}", b as f64 / (1 << 20) as f64))
+}
+
+fn print_table(rows: &[(String, Value, Option<Value>)]) {
+    let lora = rows.iter().find(|r| r.0 == "lora").and_then(|r| r.1["seconds_per_step"].as_f64());
+    let peft_lora = rows.iter().find(|r| r.0 == "lora").and_then(|r| r.2.as_ref()).and_then(|p| p["seconds_per_step"].as_f64());
+    println!("| method | s/step | examples/s | tokens/s | peak RSS MiB | vs rankfit LoRA | PyTorch+PEFT s/step | PyTorch peak MiB | speed vs PyTorch |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    for (method, ours, peft) in rows {
+        let s = ours["seconds_per_step"].as_f64().unwrap_or(f64::NAN);
+        let overhead = lora.map_or("-".into(), |l| format!("{:.2}x", s / l));
+        // The adaptive methods PEFT lacks are compared with PEFT's LoRA (their common baseline).
+        let (torch_s, torch_mem, note) = match peft {
+            Some(p) => (p["seconds_per_step"].as_f64(), mib(&p["peak_rss_bytes"]), ""),
+            None => (peft_lora, "-".into(), if peft_lora.is_some() { " (vs PEFT LoRA)" } else { "" }),
+        };
+        let ratio = torch_s.map_or("-".into(), |t| format!("{:.2}x{note}", t / s));
+        println!(
+            "| {method} | {s:.3} | {:.2} | {:.0} | {} | {overhead} | {} | {torch_mem} | {ratio} |",
+            ours["examples_per_second"].as_f64().unwrap_or(f64::NAN),
+            ours["tokens_per_second"].as_f64().unwrap_or(f64::NAN),
+            mib(&ours["peak_rss_bytes"]),
+            torch_s.map_or("-".into(), |t| format!("{t:.3}")),
+        );
+    }
+    println!("\n(speed vs PyTorch = PyTorch s/step ÷ rankfit s/step: above 1 means rankfit is faster)");
+}
+
+fn print_rounds(rows: &[(String, Value, Option<Value>)]) {
+    let rounds: Vec<&Value> = rows.iter().filter_map(|r| r.1.get("round")).filter(|r| !r.is_null()).collect();
+    if rounds.is_empty() {
+        return;
+    }
+    println!("\n| allocation round | seconds |\n| --- | --- |");
+    for r in rounds {
+        println!("| {} | {:.3} |", r["what"].as_str().unwrap_or("?"), r["seconds"].as_f64().unwrap_or(f64::NAN));
+    }
+}
+
+/// What differs between the two workloads: how a batch's loss is computed.
+enum Workload {
+    Bert { bert: Box<Bert<B>>, head: HeadParams, inputs: Inputs<B>, onehot: Tensor<B, 2> },
+    Llama { model: Llama<B>, batch: CausalBatch },
+}
+
+impl Workload {
+    fn loss(&self, live: &[Tensor<B, 2>], adapters: &Adapters, device: &Device) -> Tensor<B, 1> {
+        match self {
+            Workload::Bert { bert, head, inputs, onehot } => {
+                let logits = bert.logits(inputs, live, head, adapters, true);
+                (log_softmax(logits, 1) * onehot.clone()).sum().neg() / onehot.dims()[0] as f64
+            }
+            Workload::Llama { model, batch } => {
+                let hook = LlamaHook::new(adapters, model.config.num_hidden_layers);
+                answer_nll(model, batch, live, &hook, true, device) / batch.tokens() as f64
+            }
+        }
+    }
+}
+
+/// One (model, method): builds the adapters, runs warm-up + timed steps, prints JSON.
+fn child(args: &Args) -> Result<Value, Box<dyn std::error::Error>> {
+    let (model, method) = (args.models[0].as_str(), args.methods[0].as_str());
+    let (d_batch, d_seq, targets) = workload(model)?;
+    let (batch, seq) = (args.batch.unwrap_or(d_batch), args.seq.unwrap_or(d_seq));
+    let targets: Vec<String> = targets.map(String::from).to_vec();
+    let config = method_config(method)?;
+    let device = Default::default();
+    let mut rng = StdRng::seed_from_u64(0);
+    let mut store = ParamStore::<Inner>::new();
+    let kind = if matches!(config, MethodConfig::Lora | MethodConfig::ALora(_)) { AdapterKind::Lora } else { AdapterKind::Svd };
+    let init_r = config.init_rank(BUDGET as u32) as usize;
+    let spec = AdapterSpec { kind, rank: init_r, alpha: 16.0, dropout: 0.0 };
+    let (work, mut adapters) = if model == "minilm" {
+        let files = ensure_minilm(&default_assets_dir())?;
+        let (bert, _) = load_minilm::<B>(&files, &device)?;
+        let head = init_head(&mut store, &bert.pooler, 2, true, &mut rng, &device);
+        let adapters = Adapters::build_bert(&bert.config, &targets, spec, &mut store, &mut rng, &device)?;
+        let ids: Vec<i64> = (0..batch * seq).map(|i| if i % seq == 0 { 101 } else { rng.random_range(1000..30000) }).collect();
+        let data = Batch { batch, seq, ids, type_ids: vec![0; batch * seq], mask: vec![1.0; batch * seq] };
+        let labels: Vec<f32> = (0..batch).flat_map(|i| if i % 2 == 0 { [1.0, 0.0] } else { [0.0, 1.0] }).collect();
+        let onehot = Tensor::from_data(TensorData::new(labels, [batch, 2]), &device);
+        (Workload::Bert { inputs: Inputs::new(&data, &device), bert: Box::new(bert), head, onehot }, adapters)
+    } else {
+        let gguf = ensure_smollm2(&default_assets_dir())?;
+        let llama = Llama::<B>::load_gguf(&gguf, &device)?;
+        let adapters = Adapters::build_llama(&llama.config, &targets, spec, &mut store, &mut rng, &device)?;
+        // Every position but the last predicts the next token (prompt length 1), like labels = input_ids.
+        let samples: Vec<CausalSample> = (0..batch)
+            .map(|_| CausalSample {
+                ids: (0..seq).map(|_| rng.random_range(1000..30000)).collect(),
+                prompt_len: 1,
+                reference: String::new(),
+            })
+            .collect();
+        let refs: Vec<&CausalSample> = samples.iter().collect();
+        (Workload::Llama { batch: CausalBatch::new(&refs, 0), model: llama }, adapters)
+    };
+    let setup = AllocatorSetup {
+        total: 1000,
+        init_r,
+        target_r: BUDGET,
+        modules: adapters.list.len() as u64,
+        steps_per_epoch: Some(10),
+        module_types: Some(2),
+        seed: 0,
+    };
+    let (mut allocator, _) = for_method_with::<Inner>(&config, &setup)?;
+    let mut adam = AdamW::new(store.params.len(), 0.0);
+    let trainable =
+        adapters.list.iter().map(|a| a.live_rank() * (a.in_features + a.out_features + usize::from(a.e.is_some()))).sum::<usize>();
+    let mut timed = 0.0;
+    for step in 0..=args.steps {
+        B::seed(&device, step as u64);
+        let t0 = Instant::now();
+        train_step(&work, &mut adapters, &mut store, &mut adam, allocator.as_mut(), step as u64 + 1, &device)?;
+        if step > 0 {
+            timed += t0.elapsed().as_secs_f64();
+        }
+    }
+    let per_step = timed / args.steps.max(1) as f64;
+    let round = if args.rounds { allocation_round(method, &work, &mut adapters, &mut store, &mut adam, seq, &device)? } else { None };
+    Ok(json!({
+        "framework": "rankfit (burn ndarray)",
+        "model": model,
+        "method": method,
+        "batch": batch,
+        "seq": seq,
+        "steps": args.steps,
+        "seconds_per_step": per_step,
+        "examples_per_second": batch as f64 / per_step,
+        "tokens_per_second": (batch * seq) as f64 / per_step,
+        "trainable_params": trainable,
+        "peak_rss_bytes": peak_memory_bytes(),
+        "round": round,
+    }))
+}
+
+fn train_step(
+    work: &Workload,
+    adapters: &mut Adapters,
+    store: &mut ParamStore<Inner>,
+    adam: &mut AdamW<Inner>,
+    allocator: &mut dyn RankAllocator<Inner>,
+    step: u64,
+    device: &Device,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let live = store.live::<B>();
+    let mut loss = work.loss(&live, adapters, device);
+    let mut orth = None;
+    if allocator.orth_reg_weight() > 0.0 {
+        if let Some(reg) = orthogonal_regularizer(adapters, &live) {
+            orth = Some(f64::from(reg.clone().into_scalar()));
+            loss = loss + reg * allocator.orth_reg_weight();
+        }
+    }
+    let grads = loss.backward();
+    let mut g = collect_grads(&live, &grads);
+    drop(live);
+    let mut ctx = AllocContext::new(step, adapters, store, &mut g);
+    ctx.adam = Some(adam);
+    ctx.orth_loss = orth;
+    allocator.allocate(&mut ctx)?;
+    drop(ctx);
+    let keep = adapters.keep_masks::<Inner>(store.params.len(), device);
+    clip_grads(&mut g, 1.0);
+    adam.step(store, &g, &keep, 1e-3);
+    // Force the lazy work to finish before the clock stops.
+    let _ = store.params[adapters.list[0].a].value.clone().sum().into_scalar();
+    Ok(())
+}
+
+/// The cost of one allocation round of an adaptive method (MiniLM only: an ALoRA round on
+/// the decoder is thousands of full forward passes, see BENCHMARKS.md).
+fn allocation_round(
+    method: &str,
+    work: &Workload,
+    adapters: &mut Adapters,
+    store: &mut ParamStore<Inner>,
+    adam: &mut AdamW<Inner>,
+    seq: usize,
+    device: &Device,
+) -> Result<Option<Value>, Box<dyn std::error::Error>> {
+    let mut rng = StdRng::seed_from_u64(1);
+    let t0 = Instant::now();
+    let what = match (method, work) {
+        ("salientlora", _) => {
+            let n = adapters.total_live();
+            let window = 200;
+            let series = Tensor::<Inner, 2>::random([n, window], Distribution::Normal(0.0, 1.0), device);
+            let groups: Vec<usize> = adapters.list.iter().enumerate().flat_map(|(i, a)| std::iter::repeat_n(i, a.rank)).collect();
+            let orth: Vec<f64> = (0..window).map(|t| 1.0 + t as f64 * 1e-3).collect();
+            let t0 = Instant::now();
+            let s = salience(series, &groups, &orth, 0.9, 2.0, 0.7);
+            assert_eq!(s.len(), n);
+            return Ok(Some(
+                json!({"what": format!("salientlora window scoring ({n} components x {window} steps)"), "seconds": t0.elapsed().as_secs_f64()}),
+            ));
+        }
+        ("alora", Workload::Bert { bert, head, .. }) => {
+            let val = 32;
+            let samples: Vec<Sample> = (0..val)
+                .map(|i| Sample {
+                    enc: Encoded {
+                        ids: (0..seq).map(|j| if j == 0 { 101 } else { rng.random_range(1000..30000) }).collect(),
+                        type_ids: vec![0; seq],
+                    },
+                    class: i % 2,
+                    score: 0.0,
+                })
+                .collect();
+            let task = HeadTask::Classification { labels: vec!["a".into(), "b".into()] };
+            let mut oracle = BertOracle::<B> { bert, head: *head, task: &task, samples: &samples };
+            let is = ablation_importance(adapters, store, &mut oracle)?;
+            let n = is.iter().flatten().flatten().count();
+            format!("alora ablation round ({} variants on a batch of {val})", 2 * n)
+        }
+        ("rolora", _) => {
+            let ranks: Vec<usize> = adapters.list.iter().map(|a| a.rank).collect();
+            let s_raw: Vec<usize> = (0..ranks.len()).map(|i| 1 + i % BUDGET).collect();
+            let mut g = vec![None; store.params.len()];
+            let (_, new_ranks) = frank_wolfe_update(&ranks, &s_raw, BUDGET, 1);
+            for (i, &r) in new_ranks.iter().enumerate() {
+                let keep: Vec<usize> = (0..r.min(adapters.list[i].rank)).collect();
+                let grow = r - keep.len();
+                adapters.resize(i, &keep, grow, store, adam, &mut g, &mut rng);
+            }
+            "rolora iteration (rescale + interpolate + extend)".to_string()
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(json!({"what": what, "seconds": t0.elapsed().as_secs_f64()})))
 }

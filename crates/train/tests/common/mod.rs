@@ -3,15 +3,13 @@
 
 use std::path::PathBuf;
 
-use rankfit_train::assets::{ensure_minilm, MiniLmFiles, ASSETS_ENV};
+use rankfit_train::assets::{ensure_minilm, MiniLmFiles};
 
 pub type B = burn::backend::Autodiff<burn::backend::NdArray<f32>>;
 
 /// `$RANKFIT_ASSETS_DIR`, else `<workspace>/rankfit-data/assets`.
 pub fn assets_dir() -> PathBuf {
-    std::env::var_os(ASSETS_ENV)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../rankfit-data/assets"))
+    rankfit_train::assets::workspace_assets_dir(env!("CARGO_MANIFEST_DIR"))
 }
 
 pub fn minilm() -> MiniLmFiles {

@@ -1,0 +1,98 @@
+//! Where training runs: the CPU backend every build has (burn ndarray), or an NVIDIA GPU
+//! through burn-cuda in builds with the `cuda` feature. Chosen per worker process with
+//! `RANKFIT_DEVICE` (`cpu`, `cuda`, `cuda:N`); checkpoints and exports are host tensors,
+//! so a run started on one device resumes on the other.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::TrainError;
+
+/// The environment variable naming the training device.
+pub const DEVICE_ENV: &str = "RANKFIT_DEVICE";
+
+/// The GPU backend (with autodiff), in builds with the `cuda` feature.
+#[cfg(feature = "cuda")]
+pub type CudaBackend = burn::backend::Autodiff<burn::backend::Cuda<f32>>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ComputeDevice {
+    #[default]
+    Cpu,
+    /// The CUDA device with this index.
+    Cuda(usize),
+}
+
+impl ComputeDevice {
+    /// `RANKFIT_DEVICE`, or the CPU when it is unset or empty.
+    pub fn from_env() -> Result<Self, TrainError> {
+        match std::env::var(DEVICE_ENV) {
+            Ok(v) if !v.trim().is_empty() => v.parse(),
+            _ => Ok(Self::Cpu),
+        }
+    }
+
+    /// Whether this build can train on the device.
+    pub fn check_available(self) -> Result<Self, TrainError> {
+        match self {
+            Self::Cuda(_) if !cfg!(feature = "cuda") => Err(self.unavailable()),
+            _ => Ok(self),
+        }
+    }
+
+    pub(crate) fn unavailable(self) -> TrainError {
+        TrainError::Config(format!(
+            "{DEVICE_ENV}={self} needs a build with the `cuda` feature (cargo build --release -p rankfit-cli --features cuda)"
+        ))
+    }
+}
+
+impl FromStr for ComputeDevice {
+    type Err = TrainError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim().to_ascii_lowercase();
+        match s.as_str() {
+            "cpu" => Ok(Self::Cpu),
+            "cuda" | "gpu" => Ok(Self::Cuda(0)),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|i| i.parse().ok())
+                .map(Self::Cuda)
+                .ok_or_else(|| TrainError::Config(format!("{DEVICE_ENV}={s:?}: expected cpu, cuda or cuda:N"))),
+        }
+    }
+}
+
+impl fmt::Display for ComputeDevice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Cpu => f.write_str("cpu"),
+            Self::Cuda(i) => write!(f, "cuda:{i}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_device_names() {
+        assert_eq!("cpu".parse::<ComputeDevice>().unwrap(), ComputeDevice::Cpu);
+        assert_eq!(" CUDA ".parse::<ComputeDevice>().unwrap(), ComputeDevice::Cuda(0));
+        assert_eq!("cuda:3".parse::<ComputeDevice>().unwrap(), ComputeDevice::Cuda(3));
+        assert_eq!(ComputeDevice::Cuda(3).to_string(), "cuda:3");
+        for bad in ["tpu", "cuda:", "cuda:x", "cuda:-1"] {
+            let err = bad.parse::<ComputeDevice>().unwrap_err().to_string();
+            assert!(err.contains("expected cpu, cuda or cuda:N"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn cuda_needs_the_feature() {
+        assert_eq!(ComputeDevice::Cpu.check_available().unwrap(), ComputeDevice::Cpu);
+        let gpu = ComputeDevice::Cuda(0).check_available();
+        assert_eq!(gpu.is_ok(), cfg!(feature = "cuda"), "{gpu:?}");
+    }
+}
