@@ -18,12 +18,12 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rankfit_domain::metrics;
-use rankfit_domain::run::{MethodConfig, RunConfig};
+use rankfit_domain::run::RunConfig;
 use serde_json::{json, Map, Value};
 
 use crate::adapters::adalora::orthogonal_regularizer;
 use crate::adapters::{AdapterKind, AdapterSpec, Adapters, VariantHook, VariantMasks};
-use crate::allocator::{for_method_with, rank_map, AblationOracle, AllocContext, AllocatorSetup, RankAllocator};
+use crate::allocator::{for_method_with, oracle_batch, rank_map, AblationOracle, AllocContext, AllocatorSetup, RankAllocator};
 use crate::assets::locate_minilm;
 use crate::checkpoint::{self, Best, Checkpoint};
 use crate::data::{prepare, HeadTask, Sample};
@@ -95,33 +95,11 @@ pub fn run<B: AutodiffBackend>(
     let mut store = ParamStore::<B::InnerBackend>::new();
     let head = init_head(&mut store, &bert.pooler, data.task.outputs(), t.train_pooler, &mut rng, &device);
     let init_r = cfg.method.init_rank(job.budget) as usize;
-    // LoRA and ALoRA (gated LoRA) use the plain pair; the other methods the SVD triple.
-    let kind = if matches!(cfg.method, MethodConfig::Lora | MethodConfig::ALora(_)) { AdapterKind::Lora } else { AdapterKind::Svd };
-    let spec = AdapterSpec { kind, rank: init_r, alpha: t.lora_alpha, dropout: t.lora_dropout };
+    let spec = AdapterSpec { kind: AdapterKind::for_method(&cfg.method), rank: init_r, alpha: t.lora_alpha, dropout: t.lora_dropout };
     let adapters = Adapters::build_bert(&bert.config, &t.target_modules, spec, &mut store, &mut rng, &device)?;
-    let k = adapters.list.len() as u64;
-    let mut sites: Vec<_> = adapters.list.iter().map(|a| a.site.index()).collect();
-    sites.sort_unstable();
-    sites.dedup();
-    let setup = AllocatorSetup {
-        total,
-        init_r,
-        target_r: job.budget as usize,
-        modules: k,
-        steps_per_epoch: Some(data.train.len().div_ceil(t.batch_size as usize).max(1) as u64),
-        module_types: Some(sites.len() as u32),
-        seed: job.seed,
-    };
+    let setup = AllocatorSetup::for_run(total, init_r, job.budget, &adapters, data.train.len(), t.batch_size, job.seed);
     let (allocator, method) = for_method_with::<B::InnerBackend>(&cfg.method, &setup)?;
-    let oracle_batch = match &cfg.method {
-        MethodConfig::ALora(ac) if allocator.needs_oracle() => {
-            let pool = if data.validation.is_empty() { &data.train } else { &data.validation };
-            let mut order: Vec<usize> = (0..pool.len()).collect();
-            order.shuffle(&mut StdRng::seed_from_u64(job.seed ^ 0x5EED_0BA7_C400_0001));
-            order.iter().take(ac.val_batch as usize).map(|&i| pool[i].clone()).collect()
-        }
-        _ => Vec::new(),
-    };
+    let oracle_batch = oracle_batch(&cfg.method, allocator.as_ref(), job.seed, &data.train, &data.validation);
     let adam = AdamW::new(store.params.len(), t.weight_decay);
     let mut run = Run::<B> { job, device, bert, task: data.task.clone(), store, adapters, head, allocator, adam, method, oracle_batch };
 

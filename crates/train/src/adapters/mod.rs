@@ -29,6 +29,19 @@ pub enum AdapterKind {
     Svd,
 }
 
+impl AdapterKind {
+    /// The adapter a method trains: LoRA and ALoRA (gated LoRA) the plain pair, AdaLoRA,
+    /// SalientLoRA and RoLoRA the SVD triple.
+    pub fn for_method(method: &rankfit_domain::run::MethodConfig) -> Self {
+        use rankfit_domain::run::MethodConfig;
+        if matches!(method, MethodConfig::Lora | MethodConfig::ALora(_)) {
+            Self::Lora
+        } else {
+            Self::Svd
+        }
+    }
+}
+
 /// One adapted linear layer.
 #[derive(Debug, Clone)]
 pub struct Adapter {

@@ -149,6 +149,49 @@ pub struct AllocatorSetup {
     pub seed: u64,
 }
 
+impl AllocatorSetup {
+    /// The setup of a training run over `adapters`, `total` steps of `batch_size` examples
+    /// from `n_train`. Module types are the distinct last path segments of the adapted
+    /// modules (`query`, `value`, `q_proj`, ...).
+    pub fn for_run(total: u64, init_r: usize, budget: u32, adapters: &Adapters, n_train: usize, batch_size: u32, seed: u64) -> Self {
+        let mut types: Vec<&str> = adapters.list.iter().filter_map(|a| a.module.rsplit('.').next()).collect();
+        types.sort_unstable();
+        types.dedup();
+        Self {
+            total,
+            init_r,
+            target_r: budget as usize,
+            modules: adapters.list.len() as u64,
+            steps_per_epoch: Some(n_train.div_ceil(batch_size.max(1) as usize).max(1) as u64),
+            module_types: Some(types.len() as u32),
+            seed,
+        }
+    }
+}
+
+/// ALoRA's fixed ablation batch when `allocator` needs one: `val_batch` examples of
+/// `validation` (of `train` when there is no validation split), drawn with the run seed.
+/// Empty for the other methods.
+pub fn oracle_batch<B: Backend, T: Clone>(
+    method: &MethodConfig,
+    allocator: &dyn RankAllocator<B>,
+    seed: u64,
+    train: &[T],
+    validation: &[T],
+) -> Vec<T> {
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+    match method {
+        MethodConfig::ALora(ac) if allocator.needs_oracle() => {
+            let pool = if validation.is_empty() { train } else { validation };
+            let mut order: Vec<usize> = (0..pool.len()).collect();
+            order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed ^ 0x5EED_0BA7_C400_0001));
+            order.iter().take(ac.val_batch as usize).map(|&i| pool[i].clone()).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
 /// The allocator of a run's method and how its adapter is exported.
 ///
 /// `total` is the number of training steps, `init_r` the rank adapters start with,

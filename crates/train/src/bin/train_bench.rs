@@ -298,9 +298,8 @@ fn child(args: &Args) -> Result<Value, Box<dyn std::error::Error>> {
     let device = Default::default();
     let mut rng = StdRng::seed_from_u64(0);
     let mut store = ParamStore::<Inner>::new();
-    let kind = if matches!(config, MethodConfig::Lora | MethodConfig::ALora(_)) { AdapterKind::Lora } else { AdapterKind::Svd };
     let init_r = config.init_rank(BUDGET as u32) as usize;
-    let spec = AdapterSpec { kind, rank: init_r, alpha: 16.0, dropout: 0.0 };
+    let spec = AdapterSpec { kind: AdapterKind::for_method(&config), rank: init_r, alpha: 16.0, dropout: 0.0 };
     let (work, mut adapters) = if model == "minilm" {
         let files = ensure_minilm(&default_assets_dir())?;
         let (bert, _) = load_minilm::<B>(&files, &device)?;
