@@ -62,10 +62,18 @@ pub async fn run(g: &Global, args: DemoArgs) -> anyhow::Result<()> {
         tokio::spawn(async move { crate::worker_pool(&g, pool, 30, None, rx).await })
     };
 
-    let result = compare(&args, &assets_dir, &token).await;
+    // Ctrl-C or SIGTERM at any point: stop the worker (it checkpoints its run and releases the
+    // lease, so the next `rankfit demo` or `rankfit worker` resumes it), the server and the
+    // managed PostgreSQL, instead of dying with them running.
+    let (signal_tx, mut signal_rx) = watch::channel(false);
+    tokio::spawn(crate::shutdown_on_signal(signal_tx));
+    let result = tokio::select! {
+        r = compare(&args, &assets_dir, &token) => r,
+        _ = signal_rx.changed() => Err(anyhow::anyhow!("interrupted; unfinished runs stay queued and resume on the next start")),
+    };
     if result.is_ok() && args.keep_serving {
         println!("\nserving on http://{} with token {token} (Ctrl-C to stop)", args.addr);
-        let _ = tokio::signal::ctrl_c().await;
+        let _ = signal_rx.changed().await;
     }
     let _ = stop_tx.send(true);
     let _ = worker.await;
