@@ -68,7 +68,12 @@ impl Judge for CommandJudge {
         // Write on a thread so a judge that answers while reading cannot deadlock us.
         let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
         let out = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
-        writer.join().map_err(|_| fail("writer thread panicked".into()))?.map_err(|e| fail(format!("writing: {e}")))?;
+        match writer.join() {
+            // A judge may answer without reading all its input: what it printed decides.
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            Ok(written) => written.map_err(|e| fail(format!("writing: {e}")))?,
+            Err(_) => return Err(fail("writer thread panicked".into())),
+        }
         if !out.status.success() {
             return Err(fail(format!("exited with {}", out.status)));
         }
