@@ -531,7 +531,7 @@ impl<B: AutodiffBackend> CausalRun<'_, B> {
 
     /// Live adapter parameters.
     fn effective_trainable(&self) -> usize {
-        self.adapters.list.iter().map(|a| a.live_rank() * (a.in_features + a.out_features + usize::from(a.e.is_some()))).sum()
+        self.adapters.live_params()
     }
 
     fn export(&self) -> Result<Vec<(ArtifactKind, std::path::PathBuf)>, TrainError> {

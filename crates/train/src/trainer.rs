@@ -521,9 +521,7 @@ fn effective_trainable<B: AutodiffBackend>(run: &Run<'_, B>) -> usize {
         .filter(|&&i| run.store.params[i].trainable)
         .map(|&i| run.store.params[i].value.dims().iter().product::<usize>())
         .sum();
-    let adapters: usize =
-        run.adapters.list.iter().map(|a| a.live_rank() * (a.in_features + a.out_features + usize::from(a.e.is_some()))).sum();
-    head + adapters
+    head + run.adapters.live_params()
 }
 
 /// Peak resident memory of this process (Linux `VmHWM`), if known.

@@ -182,6 +182,12 @@ impl Adapters {
         self.list.iter().map(Adapter::live_rank).sum()
     }
 
+    /// Trainable adapter parameters of the live components: `r (in + out)`, plus `r` for
+    /// the SVD triple's `E`.
+    pub fn live_params(&self) -> usize {
+        self.list.iter().map(|a| a.live_rank() * (a.in_features + a.out_features + usize::from(a.e.is_some()))).sum()
+    }
+
     pub fn total_allocated(&self) -> usize {
         self.list.iter().map(|a| a.rank).sum()
     }

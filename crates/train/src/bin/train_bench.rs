@@ -336,8 +336,7 @@ fn child(args: &Args) -> Result<Value, Box<dyn std::error::Error>> {
     };
     let (mut allocator, _) = for_method_with::<Inner>(&config, &setup)?;
     let mut adam = AdamW::new(store.params.len(), 0.0);
-    let trainable =
-        adapters.list.iter().map(|a| a.live_rank() * (a.in_features + a.out_features + usize::from(a.e.is_some()))).sum::<usize>();
+    let trainable = adapters.live_params();
     let mut timed = 0.0;
     for step in 0..=args.steps {
         B::seed(&device, step as u64);
