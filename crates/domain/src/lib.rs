@@ -5,15 +5,27 @@
 //! - [`rank`]: rank maps recorded over time.
 //! - [`task`]: task families and the metrics reported for each.
 //! - [`catalog`]: the base models and built-in tasks the platform knows.
+//! - [`study`]: study grids (datasets × methods × budgets × seeds) and their validation.
+//! - [`prediction`]: per-example test predictions and metrics recomputed from them.
+//! - [`comparison`]: cells aggregated over seeds, intervals, paired differences, rank groups.
+//! - [`stats`]: Student-t quantiles and intervals, a replicable bootstrap, summaries over
+//!   seeds, paired differences and rank groups.
+//! - [`table`]: the paper-style results table (methods × budgets by datasets) as Markdown,
+//!   CSV and LaTeX.
 
 pub mod catalog;
+pub mod comparison;
 pub mod dataset;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod generation;
 pub mod metrics;
+pub mod prediction;
 pub mod rank;
 pub mod run;
+pub mod stats;
+pub mod study;
+pub mod table;
 pub mod task;
 
 pub use uuid::Uuid;

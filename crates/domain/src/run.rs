@@ -46,8 +46,8 @@ impl std::fmt::Display for RunStatus {
     }
 }
 
-/// The five adapter methods.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// The five adapter methods (ordered as [`Method::ALL`]: LoRA, the baseline, first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Method {
     Lora,
