@@ -12,6 +12,7 @@ pub mod models;
 pub mod queue;
 pub mod runs;
 pub mod sessions;
+pub mod studies;
 pub mod teams;
 pub mod testing;
 

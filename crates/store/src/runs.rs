@@ -32,6 +32,8 @@ pub struct RunRow {
     pub lease_expires_at: Option<DateTime<Utc>>,
     pub cancel_requested: bool,
     pub continue_from: Option<Uuid>,
+    /// The study this run is a grid point of, if any.
+    pub study_id: Option<Uuid>,
     pub error: Option<String>,
     pub summary: Json<serde_json::Value>,
     pub created_at: DateTime<Utc>,
@@ -46,7 +48,7 @@ impl RunRow {
 }
 
 pub(crate) const RUN_COLS: &str = "id, team_id, dataset_id, base_model_id, method, config, budget, seed, name, status, priority, \
-    attempts, max_attempts, not_before, lease_owner, lease_token, lease_expires_at, cancel_requested, continue_from, error, \
+    attempts, max_attempts, not_before, lease_owner, lease_token, lease_expires_at, cancel_requested, continue_from, study_id, error, \
     summary, created_at, started_at, finished_at";
 
 #[derive(Debug, Clone)]
@@ -62,6 +64,41 @@ pub struct NewRun {
     pub priority: i32,
     pub max_attempts: i32,
     pub continue_from: Option<Uuid>,
+}
+
+/// Inserts a queued run (and its first status event) inside `tx`, as a grid point of
+/// `study_id` when given. With a study, a grid point that already has a run is skipped
+/// (None): extending a study never reruns an existing cell.
+pub(crate) async fn insert_tx(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    r: &NewRun,
+    study_id: Option<Uuid>,
+) -> Result<Option<RunRow>> {
+    let row: Option<RunRow> = sqlx::query_as(&format!(
+        "insert into run (id, team_id, dataset_id, base_model_id, method, config, budget, seed, name, priority, max_attempts, continue_from, study_id)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+         on conflict (study_id, dataset_id, base_model_id, method, budget, seed) where study_id is not null do nothing
+         returning {RUN_COLS}"
+    ))
+    .bind(Uuid::new_v4())
+    .bind(r.team_id)
+    .bind(r.dataset_id)
+    .bind(&r.base_model_id)
+    .bind(&r.method)
+    .bind(Json(&r.config))
+    .bind(r.budget)
+    .bind(r.seed)
+    .bind(&r.name)
+    .bind(r.priority)
+    .bind(r.max_attempts)
+    .bind(r.continue_from)
+    .bind(study_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some(row) = &row {
+        crate::events::append_tx(tx, row.id, "status", &serde_json::json!({"status": "queued"})).await?;
+    }
+    Ok(row)
 }
 
 /// Queues a run. The dataset (and the run to continue from) must belong to the team.
@@ -85,25 +122,7 @@ pub async fn create(pool: &PgPool, r: &NewRun) -> Result<RunRow> {
             return Err(StoreError::NotFound);
         }
     }
-    let row: RunRow = sqlx::query_as(&format!(
-        "insert into run (id, team_id, dataset_id, base_model_id, method, config, budget, seed, name, priority, max_attempts, continue_from)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) returning {RUN_COLS}"
-    ))
-    .bind(Uuid::new_v4())
-    .bind(r.team_id)
-    .bind(r.dataset_id)
-    .bind(&r.base_model_id)
-    .bind(&r.method)
-    .bind(Json(&r.config))
-    .bind(r.budget)
-    .bind(r.seed)
-    .bind(&r.name)
-    .bind(r.priority)
-    .bind(r.max_attempts)
-    .bind(r.continue_from)
-    .fetch_one(&mut *tx)
-    .await?;
-    crate::events::append_tx(&mut tx, row.id, "status", &serde_json::json!({"status": "queued"})).await?;
+    let row = insert_tx(&mut tx, r, None).await?.ok_or_else(|| StoreError::Corrupt("run insert returned no row".into()))?;
     tx.commit().await?;
     Ok(row)
 }
@@ -232,64 +251,4 @@ pub async fn evaluations(pool: &PgPool, run_id: Uuid) -> Result<Vec<EvaluationRo
         .bind(run_id)
         .fetch_all(pool)
         .await?)
-}
-
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
-pub struct LeaderboardEntry {
-    pub run_id: Uuid,
-    pub method: String,
-    pub base_model_id: String,
-    pub budget: i32,
-    pub team_name: String,
-    pub score: Option<f64>,
-    pub metrics: Json<serde_json::Value>,
-    pub summary: Json<serde_json::Value>,
-    pub finished_at: Option<DateTime<Utc>>,
-}
-
-#[derive(Debug, Clone)]
-pub struct LeaderboardQuery {
-    pub dataset_id: Uuid,
-    pub split: String,
-    pub metric: String,
-    pub budget: Option<i32>,
-    pub method: Option<String>,
-    pub base_model_id: Option<String>,
-}
-
-/// Best succeeded run per (method, base model, budget) on one of the team's datasets,
-/// ranked by `metric` on `split`: descending, or ascending for metrics where lower is
-/// better (`loss`, `perplexity`, `mse`: [`rankfit_domain::task::higher_is_better`]).
-/// Runs without the metric come last.
-pub async fn leaderboard(pool: &PgPool, team_id: Uuid, q: &LeaderboardQuery) -> Result<Vec<LeaderboardEntry>> {
-    let higher = rankfit_domain::task::higher_is_better(&q.metric);
-    let mut rows: Vec<LeaderboardEntry> = sqlx::query_as(
-        "select distinct on (r.method, r.base_model_id, r.budget)
-                r.id as run_id, r.method, r.base_model_id, r.budget, t.name as team_name,
-                (e.metrics ->> $3)::float8 as score, e.metrics, r.summary, r.finished_at
-         from run r
-         join evaluation e on e.run_id = r.id and e.split = $2
-         join team t on t.id = r.team_id
-         where r.team_id = $1 and r.dataset_id = $4 and r.status = 'succeeded'
-           and ($5::int is null or r.budget = $5)
-           and ($6::text is null or r.method = $6)
-           and ($7::text is null or r.base_model_id = $7)
-         order by r.method, r.base_model_id, r.budget,
-                  case when $8 then (e.metrics ->> $3)::float8 else -((e.metrics ->> $3)::float8) end desc nulls last,
-                  r.finished_at",
-    )
-    .bind(team_id)
-    .bind(&q.split)
-    .bind(&q.metric)
-    .bind(q.dataset_id)
-    .bind(q.budget)
-    .bind(&q.method)
-    .bind(&q.base_model_id)
-    .bind(higher)
-    .fetch_all(pool)
-    .await?;
-    // Oriented so that larger is better; missing scores last.
-    let key = |s: Option<f64>| s.map_or(f64::NEG_INFINITY, |v| if higher { v } else { -v });
-    rows.sort_by(|a, b| key(b.score).total_cmp(&key(a.score)));
-    Ok(rows)
 }

@@ -34,6 +34,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rankfit_domain::catalog::{self, Architecture};
 use rankfit_domain::metrics::rouge::RougeScorer;
+use rankfit_domain::prediction::{Output, Prediction};
 use serde_json::{json, Map, Value};
 
 use self::data::{prepare, CausalBatch, CausalSample};
@@ -326,13 +327,17 @@ pub fn run<B: AutodiffBackend>(
     };
     let eval_started = Instant::now();
     let mut evaluations = Vec::new();
+    let mut predictions = Vec::new();
     for (split, samples) in [("validation", &data.validation), ("test", &data.test)] {
         if samples.is_empty() {
             continue;
         }
-        let metrics = run.evaluate(split, samples, on_event)?;
+        let (metrics, preds) = run.evaluate(split, samples, on_event)?;
         emit_metrics(on_event, step, split, &metrics);
         evaluations.push((split.to_string(), metrics));
+        if split == "test" {
+            predictions = preds;
+        }
     }
     if evaluations.is_empty() {
         on_event(TrainEvent::Log { message: "no validation or test split: exporting the final weights without evaluation".into() });
@@ -364,7 +369,7 @@ pub fn run<B: AutodiffBackend>(
         "adapter_file_bytes": adapter_bytes,
         "peak_memory_bytes": peak_memory_bytes(),
     });
-    Ok(TrainOutput { evaluations, artifacts, summary })
+    Ok(TrainOutput { evaluations, artifacts, summary, predictions })
 }
 
 impl<B: AutodiffBackend> CausalRun<'_, B> {
@@ -464,31 +469,41 @@ impl<B: AutodiffBackend> CausalRun<'_, B> {
             .collect()
     }
 
-    /// Loss, perplexity, ROUGE of greedy generations (and the judge's score, when one is set).
+    /// Loss, perplexity, ROUGE of greedy generations (and the judge's score, when one is
+    /// set), with the per-example generations, references and ROUGE F-measures.
     fn evaluate(
         &self,
         split: &str,
         samples: &[CausalSample],
         on_event: &mut dyn FnMut(TrainEvent),
-    ) -> Result<Map<String, Value>, TrainError> {
+    ) -> Result<(Map<String, Value>, Vec<Prediction>), TrainError> {
         let mut m = self.loss_metrics(samples)?;
         let gcfg = &self.job.config.training.generation;
         let n = (gcfg.eval_examples as usize).min(samples.len());
         if n == 0 {
-            return Ok(m);
+            return Ok((m, Vec::new()));
         }
         let started = Instant::now();
         let chosen = &samples[..n];
         let preds = self.generate(chosen)?;
         let mut scorer = RougeScorer::new(gcfg.rouge_stemmer);
         let mut sums = [0f64; 4];
-        for (s, p) in chosen.iter().zip(&preds) {
+        let names = ["rouge1", "rouge2", "rougeL", "rougeLsum"];
+        let mut examples = Vec::with_capacity(n);
+        for (i, (s, p)) in chosen.iter().zip(&preds).enumerate() {
             let r = scorer.score(&s.reference, p);
-            for (acc, v) in sums.iter_mut().zip([r.rouge1, r.rouge2, r.rouge_l, r.rouge_lsum]) {
-                *acc += v.fmeasure;
+            let f = [r.rouge1, r.rouge2, r.rouge_l, r.rouge_lsum].map(|v| v.fmeasure);
+            for (acc, v) in sums.iter_mut().zip(f) {
+                *acc += v;
             }
+            examples.push(Prediction {
+                index: i as u32,
+                predicted: Output::Text { text: p.clone() },
+                reference: Output::Text { text: s.reference.clone() },
+                scores: names.iter().map(|n| n.to_string()).zip(f).collect(),
+            });
         }
-        for (name, sum) in ["rouge1", "rouge2", "rougeL", "rougeLsum"].iter().zip(sums) {
+        for (name, sum) in names.iter().zip(sums) {
             m.insert((*name).into(), json!(sum / n as f64));
         }
         m.insert("rouge_stemmer".into(), json!(if gcfg.rouge_stemmer { "porter" } else { "none" }));
@@ -515,7 +530,7 @@ impl<B: AutodiffBackend> CausalRun<'_, B> {
             m.insert("judge_score".into(), json!(scores.iter().sum::<f64>() / scores.len().max(1) as f64));
             m.insert("judge".into(), json!(judge.name()));
         }
-        Ok(m)
+        Ok((m, examples))
     }
 
     /// Keeps the state with the lowest validation loss among states whose rank pattern is final.

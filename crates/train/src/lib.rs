@@ -91,6 +91,10 @@ pub struct TrainOutput {
     pub artifacts: Vec<(ArtifactKind, PathBuf)>,
     /// Trainable parameters at start/peak/end, wall time, peak memory, ...
     pub summary: serde_json::Value,
+    /// Per-example predictions of the exported (best-validation) state on the test split:
+    /// what intervals over examples and paired comparisons are computed from.
+    #[serde(default)]
+    pub predictions: Vec<rankfit_domain::prediction::Prediction>,
 }
 
 #[derive(Debug, thiserror::Error)]

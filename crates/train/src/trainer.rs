@@ -18,6 +18,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rankfit_domain::metrics;
+use rankfit_domain::prediction::{Output, Prediction};
 use rankfit_domain::run::RunConfig;
 use serde_json::{json, Map, Value};
 
@@ -214,10 +215,14 @@ pub fn run<B: AutodiffBackend>(
         }
         _ => step,
     };
-    for (split, samples) in [("validation", &data.validation), ("test", &data.test)] {
-        if !samples.is_empty() {
-            evaluations.push((split.to_string(), run.evaluate(samples)?));
-        }
+    let mut predictions = Vec::new();
+    if !data.validation.is_empty() {
+        evaluations.push(("validation".to_string(), run.evaluate(&data.validation)?));
+    }
+    if !data.test.is_empty() {
+        let logits = run.logits(&data.test)?;
+        evaluations.push(("test".to_string(), score(&run.task, &logits, &data.test)?));
+        predictions = predictions_of(&run.task, &logits, &data.test);
     }
 
     let artifacts = run.export(&files)?;
@@ -241,7 +246,7 @@ pub fn run<B: AutodiffBackend>(
         "adapter_file_bytes": adapter_bytes,
         "peak_memory_bytes": peak_memory_bytes(),
     });
-    Ok(TrainOutput { evaluations, artifacts, summary })
+    Ok(TrainOutput { evaluations, artifacts, summary, predictions })
 }
 
 impl<B: AutodiffBackend> Run<'_, B> {
@@ -297,6 +302,11 @@ impl<B: AutodiffBackend> Run<'_, B> {
 
     /// Metrics of the current weights on `samples` (no dropout).
     fn evaluate(&self, samples: &[Sample]) -> Result<Map<String, Value>, TrainError> {
+        score(&self.task, &self.logits(samples)?, samples)
+    }
+
+    /// Head outputs of the current weights on `samples` (no dropout), row-major in sample order.
+    fn logits(&self, samples: &[Sample]) -> Result<Vec<f32>, TrainError> {
         let params = self.store.constants::<B>();
         let outputs = self.task.outputs();
         let mut all_logits = Vec::with_capacity(samples.len() * outputs);
@@ -312,7 +322,7 @@ impl<B: AutodiffBackend> Run<'_, B> {
             }
         }
         all_logits.extend(sorted_logits);
-        score(&self.task, &all_logits, samples)
+        Ok(all_logits)
     }
 
     fn export(&self, files: &crate::assets::MiniLmFiles) -> Result<Vec<(ArtifactKind, std::path::PathBuf)>, TrainError> {
@@ -483,6 +493,34 @@ pub fn score(task: &HeadTask, logits: &[f32], samples: &[Sample]) -> Result<Map<
         }
     }
     Ok(out)
+}
+
+/// Per-example predictions from host-side logits: the predicted class (arg max) or score,
+/// the reference, and the per-example `accuracy` (0/1) whose mean is the split's accuracy.
+pub fn predictions_of(task: &HeadTask, logits: &[f32], samples: &[Sample]) -> Vec<Prediction> {
+    samples
+        .iter()
+        .enumerate()
+        .map(|(i, s)| match task {
+            HeadTask::Classification { labels } => {
+                let c = labels.len();
+                let row = &logits[i * c..(i + 1) * c];
+                let p = row.iter().enumerate().fold(0, |best, (j, &v)| if v > row[best] { j } else { best });
+                Prediction {
+                    index: i as u32,
+                    predicted: Output::Class { index: p, label: labels[p].clone() },
+                    reference: Output::Class { index: s.class, label: labels[s.class].clone() },
+                    scores: [("accuracy".to_string(), f64::from(u8::from(p == s.class)))].into_iter().collect(),
+                }
+            }
+            HeadTask::Regression => Prediction {
+                index: i as u32,
+                predicted: Output::Value { value: f64::from(logits[i]) },
+                reference: Output::Value { value: f64::from(s.score) },
+                scores: Default::default(),
+            },
+        })
+        .collect()
 }
 
 pub fn emit_metrics(on_event: &mut dyn FnMut(TrainEvent), step: u64, split: &str, metrics: &Map<String, Value>) {

@@ -206,13 +206,16 @@ fn export(store: &ParamStore<I>, adapters: &Adapters, method: ExportMethod, dir:
     }
 }
 
+/// Needs an interpreter with torch, transformers and peft, which the plain test command does
+/// not assume (torch's PyPI wheel pulls in ~3 GB of CUDA libraries). `.ci/run` installs them
+/// into a cached venv and runs it; by hand:
+/// `pip install torch transformers peft safetensors && cargo test -p rankfit-train --test decoder -- --ignored peft_loads`
+/// (`RANKFIT_PYTHON=/path/to/python` picks the interpreter).
 #[test]
+#[ignore = "needs torch + transformers + peft: cargo test -p rankfit-train --test decoder -- --ignored peft_loads"]
 fn peft_loads_our_causal_lm_exports_with_matching_logits() {
     let py = python();
-    if !has_peft(&py) {
-        eprintln!("SKIPPED: {py} cannot import torch, transformers, peft (set RANKFIT_PYTHON to an interpreter that can)");
-        return;
-    }
+    assert!(has_peft(&py), "{py} cannot import torch, transformers, peft (set RANKFIT_PYTHON to an interpreter that can)");
     let dev = Default::default();
     let work = tempfile::tempdir().unwrap();
     let weights = LlamaWeights::from_gguf(&gguf()).unwrap();

@@ -416,8 +416,8 @@ async fn record_event(pool: &Pool, store: &ArtifactStore, job: &TrainJob, token:
     Ok(())
 }
 
-/// Uploads the exported artifacts, then records them and the evaluations (guarded by
-/// the lease). Uploads come first so no row ever points at a missing file.
+/// Uploads the exported artifacts, then records them, the test predictions and the
+/// evaluations (guarded by the lease). Uploads come first so no row ever points at a missing file.
 async fn publish(pool: &Pool, store: &ArtifactStore, job: &TrainJob, token: Uuid, out: &TrainOutput) -> Result<(), StoreError> {
     let mut uploaded: Vec<(String, &str, i64, String)> = Vec::new();
     for (kind, path) in &out.artifacts {
@@ -445,6 +445,9 @@ async fn publish(pool: &Pool, store: &ArtifactStore, job: &TrainJob, token: Uuid
     }
     for (uri, kind, bytes, sha) in &uploaded {
         artifacts::record(pool, job.run_id, token, kind, uri, *bytes, sha).await?;
+    }
+    if !out.predictions.is_empty() {
+        rankfit_store::studies::record_predictions(pool, job.run_id, token, "test", &out.predictions).await?;
     }
     for (split, metrics) in &out.evaluations {
         events::record_evaluation(pool, job.run_id, token, split, &serde_json::Value::Object(metrics.clone())).await?;

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rankfit_domain::prediction::{Output, Prediction};
 use rankfit_domain::rank::RankMap;
 use rankfit_store::queue;
 use rankfit_store::runs::{self, NewRun};
@@ -60,6 +61,15 @@ impl Trainer for PacedTrainer {
             evaluations: vec![("test".into(), metrics)],
             artifacts: vec![(ArtifactKind::AdapterPeft, adapter)],
             summary: json!({"trainable_params": {"start": 10, "peak": 10, "end": 10}}),
+            // 3 of 4 right, as the accuracy says.
+            predictions: (0..4u32)
+                .map(|i| Prediction {
+                    index: i,
+                    predicted: Output::Class { index: usize::from(i == 3), label: String::new() },
+                    reference: Output::Class { index: 0, label: String::new() },
+                    scores: [("accuracy".to_string(), f64::from(u8::from(i != 3)))].into_iter().collect(),
+                })
+                .collect(),
         })
     }
 }
@@ -185,6 +195,13 @@ async fn a_run_is_trained_and_everything_it_reports_is_recorded() {
     assert_eq!(runs::rank_snapshots(&f.db.pool, run).await.unwrap().len(), 5);
     let evals = runs::evaluations(&f.db.pool, run).await.unwrap();
     assert_eq!(evals[0].metrics.0["accuracy"], 0.75);
+    // The test predictions are stored, and the accuracy recomputed from them is the reported one.
+    let preds = rankfit_store::studies::predictions(&f.db.pool, run, "test").await.unwrap();
+    assert_eq!(preds.len(), 4);
+    assert_eq!(preds[3].predicted, Output::Class { index: 1, label: String::new() });
+    let all: Vec<usize> = (0..preds.len()).collect();
+    let acc = rankfit_domain::prediction::metric_on(rankfit_domain::task::TaskFamily::Classification, "accuracy", 2, &preds, &all);
+    assert_eq!(acc, Some(0.75));
     let art = artifacts::get(&f.db.pool, run, "adapter_peft").await.unwrap();
     let data = f.store.get(&art.uri).await.unwrap();
     assert_eq!(rankfit_store::sha256_hex(&data), art.sha256);
