@@ -345,6 +345,77 @@
     $("#heatmap").replaceChildren(heatmap(modules, ranks.map((r) => r.label), values, `Final rank maps of ${ranks.length} runs over ${modules.length} modules`));
   }
 
+  // ------------------------------------------------------------ studies: launch form, live grid
+  function initStudies() {
+    const form = $("#study-form"); if (!form) return;
+    const values = (sel) => [...$(sel).selectedOptions].map((o) => o.value);
+    const size = () => {
+      const n = values("#s-datasets").length * values("#s-methods").length * values("#s-budgets").length * (parseInt($("#s-seeds").value, 10) || 0);
+      $("#s-size").textContent = n ? `${n} runs will be queued.` : "";
+    };
+    form.addEventListener("change", size); form.addEventListener("input", size); size();
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const err = $("#study-error"); err.hidden = true;
+      const training = {};
+      if ($("#s-epochs").value) training.epochs = parseFloat($("#s-epochs").value);
+      if ($("#s-max-steps").value) training.max_steps = parseInt($("#s-max-steps").value, 10);
+      const body = {
+        name: $("#s-name").value, dataset_ids: values("#s-datasets"), methods: values("#s-methods"),
+        budgets: values("#s-budgets").map((b) => parseInt(b, 10)), seeds: parseInt($("#s-seeds").value, 10) || 0, training,
+      };
+      $("#study-button").disabled = true;
+      try {
+        const d = await api("POST", "/api/v1/studies", body);
+        location.href = "/studies/" + d.study.id;
+      } catch (e) {
+        err.textContent = e.message; err.hidden = false; $("#study-button").disabled = false;
+      }
+    });
+  }
+
+  function initStudy() {
+    const root = $("#study"); if (!root) return;
+    const id = root.dataset.study;
+    initSortable();
+    const cancel = $("#study-cancel");
+    if (cancel) cancel.addEventListener("click", async () => {
+      if (!confirm("Cancel every run of this study that has not finished?")) return;
+      try { const d = await api("POST", `/api/v1/studies/${id}/cancel`); $("#study-live").textContent = `Cancelled ${d.cancelled} queued runs; ${d.stopping} running runs are stopping.`; cancel.disabled = true; }
+      catch (e) { $("#study-live").textContent = e.message; }
+    });
+    $("#study-extend").addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const body = {};
+      const seeds = parseInt($("#x-seeds").value, 10); if (seeds) body.seeds = seeds;
+      const budgets = $("#x-budgets").value.split(",").map((b) => parseInt(b, 10)).filter((b) => b > 0); if (budgets.length) body.budgets = budgets;
+      try { const d = await api("POST", `/api/v1/studies/${id}/extend`, body); $("#extend-msg").textContent = `${d.runs_created} runs queued; reloading…`; setTimeout(() => location.reload(), 800); }
+      catch (e) { $("#extend-msg").textContent = e.message; }
+    });
+    if (root.dataset.finished === "true") return;
+    const es = new EventSource(`/api/v1/studies/${id}/events`);
+    let reloadWhenDone = false;
+    es.addEventListener("grid", (ev) => {
+      const d = JSON.parse(ev.data);
+      if (!d.progress) { $("#study-live").textContent = d.error || ""; return; }
+      const p = d.progress;
+      $("#study-progress").max = p.total; $("#study-progress").value = p.done;
+      $("#study-count").textContent = `${p.done}/${p.total} runs finished (${p.total ? Math.floor(100 * p.done / p.total) : 0}%)`;
+      $("#study-eta").textContent = p.eta_seconds == null ? "–" : (p.eta_seconds < 90 ? `${Math.round(p.eta_seconds)} s` : `${Math.round(p.eta_seconds / 60)} min`);
+      $("#study-live").textContent = `${p.running} running, ${p.queued} queued, ${p.succeeded} succeeded, ${p.failed} failed, ${p.cancelled} cancelled`;
+      for (const g of d.grid) {
+        const row = document.querySelector(`#study-grid tr[data-cell="${g.dataset_id}|${g.method}|${g.budget}"]`); if (!row) continue;
+        row.querySelector("td.runs").replaceChildren(...g.runs.flatMap((r) => [el("a", { class: `badge ${r.status}`, href: `/runs/${r.id}`, "data-run": r.id, title: `seed ${r.seed}: ${r.status}`, text: `s${r.seed} ${r.status}` }), " "]));
+      }
+      if (p.succeeded > 0) reloadWhenDone = true;
+      if (d.finished) {
+        es.close();
+        $("#study-live").textContent += " · finished";
+        if (reloadWhenDone) setTimeout(() => location.reload(), 500);
+      }
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
     const page = document.body.dataset.page;
     if (page === "datasets") initUpload();
@@ -352,5 +423,7 @@
     if (page === "runs" && $("#run")) initRun();
     if (page === "leaderboard") initSortable();
     if (page === "compare") initCompare();
+    if (page === "studies" && $("#study-form")) initStudies();
+    if (page === "studies" && $("#study")) initStudy();
   });
 })();

@@ -191,16 +191,45 @@ await test("leaderboard for the dataset", async () => {
   await visit(`/leaderboard?dataset_id=${state.datasetId}&budget=2`);
   await page.getByRole("heading", { name: "Leaderboard" }).waitFor();
   if (state.outcome === "succeeded") {
-    const rows = page.locator("#leaderboard-table tbody tr");
+    const rows = page.locator("#cells-table tbody tr");
     check((await rows.count()) >= 1, "a succeeded run is on the board");
-    await page.locator("#leaderboard-table th button", { hasText: "Method" }).click();
-    check((await page.locator("#leaderboard-table th[aria-sort]").textContent()).includes("Method"), "sortable columns");
+    await page.locator("#cells-table th button", { hasText: "Method" }).click();
+    check((await page.locator("#cells-table th[aria-sort]").textContent()).includes("Method"), "sortable columns");
   } else {
     await page.locator("#no-entries").waitFor();
   }
   await shot("11-leaderboard");
   await visit(`/leaderboard?dataset_id=${state.datasetId}&method=lora`);
   await shot("12-leaderboard-filtered");
+});
+
+await test("launch a study from the page, watch its grid fill, read the table and plots", async () => {
+  check(state.datasetId, "needs the dataset");
+  await visit("/studies");
+  await page.getByLabel("Study name").fill("e2e-study");
+  await page.getByLabel("Datasets (select several)").selectOption([state.datasetId]);
+  await page.getByLabel("Methods").selectOption(["lora", "adalora"]);
+  await page.getByLabel("Budgets (average rank per module)").selectOption(["2"]);
+  await page.getByLabel("Seeds per cell").fill("2");
+  await page.getByLabel("Max steps (optional, overrides epochs)").fill("4");
+  check((await page.locator("#s-size").textContent()).includes("4 runs"), "the form says how many runs it queues");
+  await shot("13-study-form");
+  await page.getByRole("button", { name: "Launch study" }).click();
+  await page.waitForURL(/\/studies\/[0-9a-f-]{36}$/);
+  state.studyId = page.url().split("/").pop();
+  check((await page.locator("#study-grid tbody tr").count()) === 2, "one grid row per method");
+  await shot("14-study-queued");
+  // The grid fills in from the SSE stream; the page reloads itself once every run is done.
+  await page.waitForFunction(() => /^4\/4 /.test(document.querySelector("#study-count")?.textContent || ""), null, { timeout: RUN_TIMEOUT_MS, polling: 500 });
+  await page.locator("#paper-table").waitFor({ timeout: 30_000 });
+  check((await page.locator("#study-grid a.badge.succeeded").count()) === 4, "every run of the grid succeeded");
+  check((await page.locator("#paper-table tbody tr").count()) === 2, "the paper table has a row per method");
+  check((await page.locator("#paper-table").textContent()).includes("±"), "cells carry their spread");
+  check((await page.locator(".charts svg").count()) >= 3, "score-vs-budget and Pareto plots");
+  check((await page.locator("#cells-table").textContent()).includes("paired by seed"), "differences against LoRA are paired by seed");
+  await shot("15-study-done");
+  const md = await page.evaluate(async (id) => (await fetch(`/api/v1/studies/${id}/table?format=md`)).text(), state.studyId);
+  check(md.includes("LoRA") && md.includes("±"), "the Markdown table downloads");
 });
 
 await test("comparison page for two runs", async () => {

@@ -351,10 +351,11 @@ async fn every_page_renders_for_a_signed_in_team_and_redirects_otherwise() {
     let (_, html, _) = site.page(Some(&b), &format!("/runs/{r3}")).await;
     assert!(html.contains("method not available: rolora"), "the failure is shown");
     let (_, html, _) = site.page(Some(&b), &format!("/leaderboard?dataset_id={ds_id}")).await;
-    assert!(html.contains("0.9100") && html.contains("0.8500"), "leaderboard rows");
-    assert!(html.find("0.9100").unwrap() < html.find("0.8500").unwrap(), "best first");
+    assert!(html.contains("91.00") && html.contains("85.00"), "leaderboard cells (accuracy in points)");
+    assert!(html.find("91.00").unwrap() < html.find("85.00").unwrap(), "higher mean first");
+    assert!(html.contains("test split") && !html.contains("Best succeeded run"), "no best-by-test view");
     let (_, html, _) = site.page(Some(&b), &format!("/leaderboard?dataset_id={ds_id}&method=lora")).await;
-    assert!(!html.contains("0.9100") && html.contains("0.8500"), "method filter");
+    assert!(!html.contains("91.00") && html.contains("85.00"), "method filter");
     let (_, html, _) = site.page(Some(&b), "/runs?status=failed").await;
     assert!(html.contains(&r3) && !html.contains(&r1), "status filter");
     let (_, html, _) = site.page(Some(&b), &format!("/compare?run={r1}&run={r2}")).await;

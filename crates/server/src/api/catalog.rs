@@ -1,4 +1,4 @@
-//! Read-only catalog endpoints: base models, task families, leaderboards.
+//! Read-only catalog endpoints: base models, task families, leaderboards (cells with intervals).
 
 use axum::extract::State;
 
@@ -8,12 +8,12 @@ use rankfit_domain::catalog::BASE_MODELS;
 use rankfit_domain::dataset::DataFormat;
 use rankfit_domain::run::Method;
 use rankfit_domain::task::TaskFamily;
-use rankfit_store::runs::{self, LeaderboardQuery};
 use rankfit_store::{datasets, models, StoreError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use super::runs::field_error;
 use crate::auth::Auth;
 use crate::{ApiResult, AppError, AppState};
 
@@ -54,15 +54,17 @@ pub async fn tasks(Auth(_): Auth) -> Json<Value> {
 #[serde(deny_unknown_fields)]
 pub struct LeaderboardParams {
     dataset_id: Uuid,
-    budget: Option<i32>,
-    split: Option<String>,
-    metric: Option<String>,
+    study_id: Option<Uuid>,
+    budget: Option<u32>,
     method: Option<String>,
     base_model: Option<String>,
 }
 
-/// Best run per (method, base model, budget) on a dataset, ranked by the family's
-/// primary metric (or `metric`) on the test split (or `split`); ascending for losses.
+/// Every (method, base model, budget) cell of the team's succeeded runs on a dataset (or
+/// of one study on it), aggregated over seeds: n, mean, sample std and 95% interval of
+/// every metric, the paired difference against LoRA at the same budget, and rank groups
+/// (methods whose intervals overlap the leader's share its rank). Scores are test scores
+/// of each run's best-validation checkpoint; no run is picked by its test score.
 pub async fn leaderboard(
     State(st): State<AppState>,
     Auth(team): Auth,
@@ -73,29 +75,23 @@ pub async fn leaderboard(
         other => other.into(),
     })?;
     let family = TaskFamily::parse(&dataset.task_family).ok_or_else(|| AppError::internal("unknown task family"))?;
-    let metric = p.metric.unwrap_or_else(|| family.primary_metric().to_string());
-    if !family.metrics().contains(&metric.as_str()) {
-        return Err(AppError::unprocessable(
-            "invalid_field",
-            format!("metric: {metric:?} is not reported for {family} tasks; use one of {:?}", family.metrics()),
-        ));
-    }
-    let split = p.split.unwrap_or_else(|| "test".into());
-    if !["train", "validation", "test"].contains(&split.as_str()) {
-        return Err(AppError::unprocessable("invalid_field", "split: use train, validation or test"));
-    }
-    let q = LeaderboardQuery {
-        dataset_id: dataset.id,
-        split: split.clone(),
-        metric: metric.clone(),
-        budget: p.budget,
-        method: p.method,
-        base_model_id: p.base_model,
-    };
-    let entries = runs::leaderboard(&st.pool, team.id, &q).await?;
+    let method = p
+        .method
+        .as_deref()
+        .map(|m| Method::parse(m).ok_or_else(|| field_error("method", format!("unknown method {m:?}"))))
+        .transpose()?;
+    let cells: Vec<_> = super::studies::cells(&st, team.id, p.study_id, Some(dataset.id))
+        .await?
+        .into_iter()
+        .filter(|c| p.budget.is_none_or(|b| c.budget == b))
+        .filter(|c| method.is_none_or(|m| c.method == m))
+        .filter(|c| p.base_model.as_deref().is_none_or(|m| c.model == m))
+        .collect();
+    let primary = family.primary_metric();
     Ok(Json(json!({
         "dataset": { "id": dataset.id, "name": dataset.name, "task_family": dataset.task_family },
-        "metric": metric, "higher_is_better": rankfit_domain::task::higher_is_better(&metric),
-        "split": split, "metrics": family.metrics(), "entries": entries,
+        "metric": primary, "higher_is_better": rankfit_domain::task::higher_is_better(primary),
+        "split": "test", "selection": "best validation checkpoint of every run; seeds are replicates",
+        "metrics": family.metrics(), "cells": cells,
     })))
 }

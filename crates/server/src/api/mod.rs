@@ -4,6 +4,7 @@ mod catalog;
 mod datasets;
 mod openapi;
 mod runs;
+pub(crate) mod studies;
 mod teams;
 
 use axum::extract::DefaultBodyLimit;
@@ -31,6 +32,13 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/runs/{id}/events", get(runs::events))
         .route("/runs/{id}/artifacts", get(runs::artifacts))
         .route("/runs/{id}/adapter", get(runs::download_adapter))
+        .route("/runs/{id}/predictions", get(runs::predictions))
+        .route("/studies", post(studies::create).get(studies::list))
+        .route("/studies/{id}", get(studies::get))
+        .route("/studies/{id}/cancel", post(studies::cancel))
+        .route("/studies/{id}/extend", post(studies::extend))
+        .route("/studies/{id}/table", get(studies::table))
+        .route("/studies/{id}/events", get(studies::events))
         .route("/models", get(catalog::models))
         .route("/tasks", get(catalog::tasks))
         .route("/leaderboards", get(catalog::leaderboard))

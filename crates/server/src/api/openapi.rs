@@ -18,7 +18,7 @@ pub async fn document() -> Json<Value> {
     Json(json!({
         "openapi": "3.1.0",
         "info": { "title": "rankfit API", "version": env!("CARGO_PKG_VERSION"),
-                  "description": "Adaptive-rank LoRA fine-tuning: datasets, runs, rank maps, leaderboards, adapters." },
+                  "description": "Adaptive-rank LoRA fine-tuning: datasets, runs, studies, rank maps, leaderboards with intervals, adapters." },
         "servers": [{ "url": "/api/v1" }],
         "security": [{ "bearer": [] }],
         "paths": {
@@ -55,10 +55,22 @@ pub async fn document() -> Json<Value> {
             "/runs/{id}/artifacts": { "get": with_params(op("Artifacts of a run", "runs"), &id) },
             "/runs/{id}/events": { "get": with_params(op("Server-sent events (status, metrics, ranks, eval, checkpoint, log); resumable with Last-Event-ID", "runs"), &[("id", "path", true), ("after", "query", false)]) },
             "/runs/{id}/adapter": { "get": with_params(op("Download the adapter: format=peft|lora|merged", "adapters"), &[("id", "path", true), ("format", "query", false)]) },
+            "/runs/{id}/predictions": { "get": with_params(op("Per-example test predictions of the best-validation state: format=jsonl|csv", "runs"), &[("id", "path", true), ("format", "query", false)]) },
+            "/studies": {
+                "post": { "summary": "Create a study: validate the whole grid (datasets x methods x budgets x seeds) and queue all its runs, or none", "tags": ["studies"],
+                          "requestBody": { "content": { "application/json": { "schema": { "$ref": "#/components/schemas/StudySpec" } } } },
+                          "responses": { "201": { "description": "Created" }, "409": { "$ref": "#/components/responses/Error" }, "422": { "$ref": "#/components/responses/Error" } } },
+                "get": op("List your studies with progress", "studies")
+            },
+            "/studies/{id}": { "get": with_params(op("A study: progress with ETA, its grid of runs, and comparison cells (n, mean, std, 95% interval, difference vs LoRA, rank group)", "studies"), &id) },
+            "/studies/{id}/cancel": { "post": with_params(op("Cancel every run of the study that has not finished", "studies"), &id) },
+            "/studies/{id}/extend": { "post": with_params(op("Add budgets, seeds, methods or datasets; existing grid points are not rerun", "studies"), &id) },
+            "/studies/{id}/table": { "get": with_params(op("The paper table (method x budget rows, dataset columns, mean ± std, Avg, best group): format=json|csv|md|tex", "studies"), &[("id", "path", true), ("format", "query", false)]) },
+            "/studies/{id}/events": { "get": with_params(op("Server-sent `grid` events with the study's progress and grid until every run finished", "studies"), &id) },
             "/models": { "get": op("Base models", "catalog") },
             "/tasks": { "get": op("Task families, methods, upload formats", "catalog") },
-            "/leaderboards": { "get": with_params(op("Best run per method/model/budget on a dataset", "leaderboards"),
-                &[("dataset_id", "query", true), ("budget", "query", false), ("split", "query", false), ("metric", "query", false), ("method", "query", false), ("base_model", "query", false)]) }
+            "/leaderboards": { "get": with_params(op("Cells (method x model x budget) of a dataset aggregated over seeds, with intervals, differences vs LoRA and rank groups", "leaderboards"),
+                &[("dataset_id", "query", true), ("study_id", "query", false), ("budget", "query", false), ("method", "query", false), ("base_model", "query", false)]) }
         },
         "components": {
             "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
@@ -72,7 +84,15 @@ pub async fn document() -> Json<Value> {
                     "budget": { "type": "integer", "minimum": 1, "maximum": 128, "description": "target average rank per adapted module" },
                     "seed": { "type": "integer" }, "name": { "type": "string" }, "priority": { "type": "integer" },
                     "max_attempts": { "type": "integer" }, "training": { "type": "object" }, "method_config": { "type": "object" },
-                    "continue_from": { "type": "string", "format": "uuid" } } }
+                    "continue_from": { "type": "string", "format": "uuid" } } },
+                "StudySpec": { "type": "object", "required": ["name", "dataset_ids", "methods", "budgets"], "properties": {
+                    "name": { "type": "string" }, "dataset_ids": { "type": "array", "items": { "type": "string", "format": "uuid" } },
+                    "methods": { "type": "array", "items": { "enum": ["lora", "adalora", "salientlora", "alora", "rolora"] } },
+                    "budgets": { "type": "array", "items": { "type": "integer", "minimum": 1, "maximum": 128 } },
+                    "seeds": { "description": "a count n (seeds 1..=n, default 3) or a list of seeds", "oneOf": [{ "type": "integer", "minimum": 1 }, { "type": "array", "items": { "type": "integer" } }] },
+                    "base_model": { "type": "string" }, "training": { "type": "object" },
+                    "method_config": { "type": "object", "description": "per-method overrides keyed by method id" },
+                    "priority": { "type": "integer" } } }
             }
         }
     }))

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::Stream;
 use rankfit_domain::catalog;
-use rankfit_domain::run::{Method, MethodConfig, RunConfig, RunStatus, TrainingConfig};
+use rankfit_domain::run::{ConfigError, Method, MethodConfig, RunConfig, RunStatus, TrainingConfig};
 use rankfit_domain::task::TaskFamily;
 use rankfit_store::runs::{self, NewRun, RunFilter};
 use rankfit_store::{artifacts, datasets, events, StoreError};
@@ -30,49 +30,100 @@ use crate::{ApiResult, AppError, AppState};
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRun {
-    dataset_id: Uuid,
-    base_model: Option<String>,
-    method: String,
+    pub(crate) dataset_id: Uuid,
+    pub(crate) base_model: Option<String>,
+    pub(crate) method: String,
     /// Target average rank per adapted module (equal-budget comparisons share it).
-    budget: u32,
-    seed: Option<u64>,
+    pub(crate) budget: u32,
+    pub(crate) seed: Option<u64>,
     #[serde(default)]
-    name: String,
+    pub(crate) name: String,
     #[serde(default)]
-    priority: i32,
-    max_attempts: Option<i32>,
+    pub(crate) priority: i32,
+    pub(crate) max_attempts: Option<i32>,
     #[serde(default)]
-    training: Option<Value>,
+    pub(crate) training: Option<Value>,
     #[serde(default)]
-    method_config: Option<Value>,
-    continue_from: Option<Uuid>,
+    pub(crate) method_config: Option<Value>,
+    pub(crate) continue_from: Option<Uuid>,
 }
 
-fn field_error(field: &str, message: impl Into<String>) -> AppError {
+pub(crate) fn field_error(field: &str, message: impl Into<String>) -> AppError {
     AppError::unprocessable("invalid_field", format!("{field}: {}", message.into())).with_details(json!({ "field": field }))
 }
 
 /// Builds and validates the run config from the request's parts.
-fn build_config(body: &CreateRun) -> ApiResult<(Method, RunConfig)> {
+fn build_config(body: &CreateRun) -> Result<(Method, RunConfig), ConfigError> {
+    let invalid = |field: &str, message: String| ConfigError { field: field.into(), message };
     let method = Method::parse(&body.method).ok_or_else(|| {
-        field_error("method", format!("unknown method {:?}; use one of lora, adalora, salientlora, alora, rolora", body.method))
+        invalid("method", format!("unknown method {:?}; use one of lora, adalora, salientlora, alora, rolora", body.method))
     })?;
     let training: TrainingConfig = match &body.training {
         None => TrainingConfig::default(),
-        Some(v) => serde_json::from_value(v.clone()).map_err(|e| field_error("training", e.to_string()))?,
+        Some(v) => serde_json::from_value(v.clone()).map_err(|e| invalid("training", e.to_string()))?,
     };
     let method_config = match &body.method_config {
         None => MethodConfig::default_for(method),
         Some(Value::Object(m)) => {
             let mut m = m.clone();
             m.insert("method".into(), json!(method.as_str()));
-            serde_json::from_value(Value::Object(m)).map_err(|e| field_error("method_config", e.to_string()))?
+            serde_json::from_value(Value::Object(m)).map_err(|e| invalid("method_config", e.to_string()))?
         }
-        Some(_) => return Err(field_error("method_config", "must be a JSON object")),
+        Some(_) => return Err(invalid("method_config", "must be a JSON object".into())),
     };
     let config = RunConfig { training, method: method_config };
-    config.validate(body.budget).map_err(|e| field_error(&e.field, e.message))?;
+    config.validate(body.budget)?;
     Ok((method, config))
+}
+
+/// Validates a run request against its (already fetched, team-owned) dataset: method,
+/// configs, base model and its target modules, limits. `POST /runs` and every grid point
+/// of a study go through this one function, so both report the same field errors.
+pub(crate) fn new_run(team_id: Uuid, dataset: &datasets::DatasetRow, body: &CreateRun) -> Result<NewRun, ConfigError> {
+    let invalid = |field: &str, message: String| ConfigError { field: field.into(), message };
+    let (method, mut config) = build_config(body)?;
+    let family = TaskFamily::parse(&dataset.task_family)
+        .ok_or_else(|| invalid("dataset_id", format!("dataset has an unknown task family {:?}", dataset.task_family)))?;
+    let model_id = body.base_model.clone().unwrap_or_else(|| {
+        catalog::BASE_MODELS.iter().find(|m| m.architecture.serves(family)).map(|m| m.id.to_string()).unwrap_or_default()
+    });
+    let model = catalog::base_model(&model_id).ok_or_else(|| {
+        let known: Vec<&str> = catalog::BASE_MODELS.iter().map(|m| m.id).collect();
+        invalid("base_model", format!("unknown base model {model_id:?}; known: {known:?}"))
+    })?;
+    if !model.architecture.serves(family) {
+        return Err(invalid(
+            "base_model",
+            format!("{} is a {} model and cannot train a {family} dataset ({})", model.id, model.architecture.as_str(), dataset.name),
+        ));
+    }
+    if body.training.as_ref().and_then(|t| t.get("target_modules")).is_none() {
+        config.training.target_modules = model.default_targets.iter().map(|s| s.to_string()).collect();
+    }
+    model.check_targets(&config.training.target_modules).map_err(|e| invalid("training.target_modules", e))?;
+    let max_attempts = body.max_attempts.unwrap_or(3);
+    if !(1..=20).contains(&max_attempts) {
+        return Err(invalid("max_attempts", "must be in 1..=20".into()));
+    }
+    if !(-1000..=1000).contains(&body.priority) {
+        return Err(invalid("priority", "must be in -1000..=1000".into()));
+    }
+    if body.name.len() > 200 {
+        return Err(invalid("name", "at most 200 characters".into()));
+    }
+    Ok(NewRun {
+        team_id,
+        dataset_id: dataset.id,
+        base_model_id: model.id.to_string(),
+        method: method.as_str().to_string(),
+        config: serde_json::to_value(&config).map_err(|e| invalid("config", e.to_string()))?,
+        budget: body.budget as i32,
+        seed: body.seed.unwrap_or(42) as i64,
+        name: body.name.clone(),
+        priority: body.priority,
+        max_attempts,
+        continue_from: body.continue_from,
+    })
 }
 
 pub async fn create(
@@ -80,52 +131,14 @@ pub async fn create(
     Auth(team): Auth,
     JsonBody(body): JsonBody<CreateRun>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let (method, mut config) = build_config(&body)?;
+    // The config is checked before the dataset is looked up, so a bad method or budget is
+    // reported as such even with a wrong dataset id.
+    build_config(&body).map_err(|e| field_error(&e.field, e.message))?;
     let dataset = datasets::get(&st.pool, team.id, body.dataset_id).await.map_err(|e| match e {
         StoreError::NotFound => field_error("dataset_id", "no dataset with this id in your team"),
         other => other.into(),
     })?;
-    let family = TaskFamily::parse(&dataset.task_family).ok_or_else(|| AppError::internal("dataset with unknown task family"))?;
-    let model_id = body.base_model.clone().unwrap_or_else(|| {
-        catalog::BASE_MODELS.iter().find(|m| m.architecture.serves(family)).map(|m| m.id.to_string()).unwrap_or_default()
-    });
-    let model = catalog::base_model(&model_id).ok_or_else(|| {
-        let known: Vec<&str> = catalog::BASE_MODELS.iter().map(|m| m.id).collect();
-        field_error("base_model", format!("unknown base model {model_id:?}; known: {known:?}"))
-    })?;
-    if !model.architecture.serves(family) {
-        return Err(field_error(
-            "base_model",
-            format!("{} is a {} model and cannot train a {family} dataset", model.id, model.architecture.as_str()),
-        ));
-    }
-    if body.training.as_ref().and_then(|t| t.get("target_modules")).is_none() {
-        config.training.target_modules = model.default_targets.iter().map(|s| s.to_string()).collect();
-    }
-    model.check_targets(&config.training.target_modules).map_err(|e| field_error("training.target_modules", e))?;
-    let max_attempts = body.max_attempts.unwrap_or(3);
-    if !(1..=20).contains(&max_attempts) {
-        return Err(field_error("max_attempts", "must be in 1..=20"));
-    }
-    if !(-1000..=1000).contains(&body.priority) {
-        return Err(field_error("priority", "must be in -1000..=1000"));
-    }
-    if body.name.len() > 200 {
-        return Err(field_error("name", "at most 200 characters"));
-    }
-    let new = NewRun {
-        team_id: team.id,
-        dataset_id: dataset.id,
-        base_model_id: model.id.to_string(),
-        method: method.as_str().to_string(),
-        config: serde_json::to_value(&config).map_err(AppError::internal)?,
-        budget: body.budget as i32,
-        seed: body.seed.unwrap_or(42) as i64,
-        name: body.name.clone(),
-        priority: body.priority,
-        max_attempts,
-        continue_from: body.continue_from,
-    };
+    let new = new_run(team.id, &dataset, &body).map_err(|e| field_error(&e.field, e.message))?;
     let run = runs::create(&st.pool, &new).await.map_err(|e| match e {
         StoreError::NotFound => field_error("continue_from", "no run with this id in your team"),
         other => other.into(),
@@ -244,6 +257,70 @@ pub async fn download_adapter(
         Body::from(data),
     )
         .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PredictionsQuery {
+    format: Option<String>,
+}
+
+/// The run's per-example test predictions (of its best-validation state): `jsonl` (one
+/// object per example: index, predicted, reference, per-example scores) or `csv`.
+pub async fn predictions(
+    State(st): State<AppState>,
+    Auth(team): Auth,
+    Path(id): Path<String>,
+    QueryParams(q): QueryParams<PredictionsQuery>,
+) -> ApiResult<Response> {
+    let run = owned_run(&st, team.id, &id).await?;
+    let format = q.format.as_deref().unwrap_or("jsonl");
+    if !["jsonl", "csv"].contains(&format) {
+        return Err(field_error("format", format!("unknown format {format:?}; use jsonl or csv")));
+    }
+    let preds = rankfit_store::studies::predictions(&st.pool, run.id, "test").await?;
+    if preds.is_empty() {
+        return Err(AppError::not_found(&format!("test predictions of this run (status: {})", run.status)));
+    }
+    let body = if format == "jsonl" {
+        let mut out = String::new();
+        for p in &preds {
+            out.push_str(&serde_json::to_string(p).map_err(AppError::internal)?);
+            out.push('\n');
+        }
+        out
+    } else {
+        predictions_csv(&preds).map_err(AppError::internal)?
+    };
+    let content_type = if format == "jsonl" { "application/x-ndjson" } else { "text/csv; charset=utf-8" };
+    let filename = format!("rankfit-{}-predictions.{format}", run.id);
+    Ok((
+        [(header::CONTENT_TYPE, content_type.to_string()), (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{filename}\""))],
+        body,
+    )
+        .into_response())
+}
+
+/// index, predicted, reference, then one column per per-example score.
+fn predictions_csv(preds: &[rankfit_domain::prediction::Prediction]) -> Result<String, csv::Error> {
+    use rankfit_domain::prediction::Output;
+    let text = |o: &Output| match o {
+        Output::Class { label, .. } => label.clone(),
+        Output::Value { value } => value.to_string(),
+        Output::Text { text } => text.clone(),
+    };
+    let names: Vec<&String> = preds.first().map(|p| p.scores.keys().collect()).unwrap_or_default();
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut header = vec!["index".to_string(), "predicted".into(), "reference".into()];
+    header.extend(names.iter().map(|n| n.to_string()));
+    w.write_record(&header)?;
+    for p in preds {
+        let mut row = vec![p.index.to_string(), text(&p.predicted), text(&p.reference)];
+        row.extend(names.iter().map(|n| p.scores.get(*n).map(|v| v.to_string()).unwrap_or_default()));
+        w.write_record(&row)?;
+    }
+    let bytes = w.into_inner().map_err(|e| csv::Error::from(e.into_error()))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 #[derive(Deserialize)]

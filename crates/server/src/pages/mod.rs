@@ -5,6 +5,8 @@
 //! form fields) and checked on every state-changing request. Page failures render a
 //! friendly HTML error page; the JSON API keeps its own error format.
 
+mod comparisons;
+mod plots;
 mod session;
 mod views;
 
@@ -38,11 +40,12 @@ pub struct NavLink {
 
 impl Nav {
     pub fn signed_in(s: &WebSession, page: &'static str) -> Nav {
-        const LINKS: [(&str, &str, &str); 6] = [
+        const LINKS: [(&str, &str, &str); 7] = [
             ("/", "Dashboard", "dashboard"),
             ("/datasets", "Datasets", "datasets"),
             ("/runs", "Runs", "runs"),
             ("/runs/new", "Launch", "launch"),
+            ("/studies", "Studies", "studies"),
             ("/leaderboard", "Leaderboard", "leaderboard"),
             ("/compare", "Compare", "compare"),
         ];
@@ -162,7 +165,9 @@ pub fn router() -> Router<AppState> {
         .route("/runs/new", get(views::launch))
         .route("/runs/{id}", get(views::run))
         .route("/runs/{id}/cancel", post(views::cancel))
-        .route("/leaderboard", get(views::leaderboard))
+        .route("/studies", get(comparisons::studies_page))
+        .route("/studies/{id}", get(comparisons::study_page))
+        .route("/leaderboard", get(comparisons::leaderboard))
         .route("/compare", get(views::compare))
         .fallback(page_not_found)
 }

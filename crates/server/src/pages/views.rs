@@ -1,5 +1,5 @@
-//! The signed-in pages: dashboard, datasets, runs, launch form, run detail,
-//! leaderboards and run comparison. Every query is scoped to the session's team.
+//! The signed-in pages: dashboard, datasets, runs, launch form, run detail and run
+//! comparison (studies and leaderboards are in `comparisons`). Every query is scoped to the session's team.
 
 use std::collections::HashMap;
 
@@ -13,7 +13,7 @@ use rankfit_domain::dataset::DataFormat;
 use rankfit_domain::run::{Method, RunStatus, TrainingConfig};
 use rankfit_domain::task::TaskFamily;
 use rankfit_store::datasets::DatasetRow;
-use rankfit_store::runs::{self, LeaderboardQuery, RunFilter, RunRow};
+use rankfit_store::runs::{self, RunFilter, RunRow};
 use rankfit_store::{artifacts, datasets, sessions, StoreError};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -25,11 +25,11 @@ use crate::AppState;
 
 // ---------------------------------------------------------------- formatting
 
-fn fmt_time(t: &DateTime<Utc>) -> String {
+pub(super) fn fmt_time(t: &DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
-fn fmt_duration(secs: f64) -> String {
+pub(super) fn fmt_duration(secs: f64) -> String {
     if !secs.is_finite() || secs < 0.0 {
         return "–".into();
     }
@@ -55,7 +55,7 @@ fn fmt_bytes(b: i64) -> String {
     }
 }
 
-fn fmt_count(n: i64) -> String {
+pub(super) fn fmt_count(n: i64) -> String {
     let s = n.unsigned_abs().to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
@@ -100,16 +100,16 @@ fn model_name(id: &str) -> String {
     BASE_MODELS.iter().find(|m| m.id == id).map(|m| m.name.to_string()).unwrap_or_else(|| id.to_string())
 }
 
-fn short(id: &Uuid) -> String {
+pub(super) fn short(id: &Uuid) -> String {
     id.simple().to_string()[..8].to_string()
 }
 
 /// Empty query values (an unselected `<select>`) mean "no filter".
-fn opt(v: &Option<String>) -> Option<&str> {
+pub(super) fn opt(v: &Option<String>) -> Option<&str> {
     v.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 
-fn parse_uuid(raw: &str, what: &str) -> Result<Uuid, PageError> {
+pub(super) fn parse_uuid(raw: &str, what: &str) -> Result<Uuid, PageError> {
     raw.parse().map_err(|_| PageError::not_found(what))
 }
 
@@ -217,11 +217,11 @@ pub struct SelectOpt {
     pub selected: bool,
 }
 
-fn options<'a>(items: impl IntoIterator<Item = (&'a str, &'a str)>, current: &str) -> Vec<SelectOpt> {
+pub(super) fn options<'a>(items: impl IntoIterator<Item = (&'a str, &'a str)>, current: &str) -> Vec<SelectOpt> {
     items.into_iter().map(|(v, l)| SelectOpt { value: v.to_string(), label: l.to_string(), selected: v == current }).collect()
 }
 
-fn method_options(current: &str) -> Vec<SelectOpt> {
+pub(super) fn method_options(current: &str) -> Vec<SelectOpt> {
     options(Method::ALL.iter().map(|m| (m.as_str(), m.display_name())), current)
 }
 
@@ -598,153 +598,6 @@ pub async fn cancel(State(st): State<AppState>, s: WebSession, Path(id): Path<St
         Ok(_) | Err(StoreError::Conflict(_)) => Ok(Redirect::to(&format!("/runs/{id}")).into_response()),
         Err(e) => Err(found("run")(e)),
     }
-}
-
-// ---------------------------------------------------------------- leaderboard
-
-pub struct BoardRow {
-    pub rank: usize,
-    pub run_id: String,
-    pub short: String,
-    pub method: String,
-    pub model: String,
-    pub budget: i32,
-    pub score: String,
-    pub score_sort: String,
-    pub metrics: Vec<(String, String)>,
-    pub params: String,
-    pub params_sort: String,
-    pub wall: String,
-    pub wall_sort: String,
-}
-
-#[derive(Template)]
-#[template(path = "leaderboard.html")]
-struct LeaderboardPage {
-    title: String,
-    nav: Nav,
-    datasets: Vec<DatasetOption>,
-    dataset: Option<DatasetView>,
-    metrics: Vec<String>,
-    metric_options: Vec<SelectOpt>,
-    split_options: Vec<SelectOpt>,
-    budgets: Vec<SelectOpt>,
-    methods: Vec<SelectOpt>,
-    models: Vec<SelectOpt>,
-    metric: String,
-    split: String,
-    rows: Vec<BoardRow>,
-}
-
-#[derive(Deserialize)]
-pub struct LeaderboardParams {
-    dataset_id: Option<String>,
-    budget: Option<String>,
-    method: Option<String>,
-    base_model: Option<String>,
-    metric: Option<String>,
-    split: Option<String>,
-}
-
-pub async fn leaderboard(State(st): State<AppState>, s: WebSession, Query(p): Query<LeaderboardParams>) -> PageResult {
-    let rows = datasets::list(&st.pool, s.team.id).await?;
-    let chosen = match opt(&p.dataset_id) {
-        Some(raw) => {
-            let id = parse_uuid(raw, "dataset")?;
-            Some(rows.iter().find(|d| d.id == id).ok_or_else(|| PageError::not_found("dataset"))?)
-        }
-        None => rows.first(),
-    };
-    let budget = opt(&p.budget)
-        .map(|b| b.parse::<i32>().map_err(|_| PageError::bad_request(format!("Budget {b:?} is not a number."))))
-        .transpose()?;
-    let method =
-        opt(&p.method).map(|v| Method::parse(v).ok_or_else(|| PageError::bad_request(format!("Unknown method {v:?}.")))).transpose()?;
-    let model = opt(&p.base_model).map(str::to_string);
-    let split = opt(&p.split).unwrap_or("test").to_string();
-    if !["train", "validation", "test"].contains(&split.as_str()) {
-        return Err(PageError::bad_request("Split must be train, validation or test."));
-    }
-    let mut page = LeaderboardPage {
-        title: "Leaderboard".into(),
-        nav: Nav::signed_in(&s, "leaderboard"),
-        datasets: rows
-            .iter()
-            .map(|d| DatasetOption {
-                id: d.id.to_string(),
-                name: d.name.clone(),
-                family: d.task_family.clone(),
-                selected: chosen.is_some_and(|c| c.id == d.id),
-            })
-            .collect(),
-        dataset: chosen.map(dataset_view),
-        metrics: Vec::new(),
-        metric_options: Vec::new(),
-        split_options: options([("test", "test"), ("validation", "validation"), ("train", "train")], &split),
-        budgets: Vec::new(),
-        methods: method_options(method.map(|m| m.as_str()).unwrap_or("")),
-        models: options(BASE_MODELS.iter().map(|m| (m.id, m.id)), model.as_deref().unwrap_or("")),
-        metric: String::new(),
-        split: split.clone(),
-        rows: Vec::new(),
-    };
-    if let Some(d) = chosen {
-        let family = TaskFamily::parse(&d.task_family).unwrap_or(TaskFamily::Classification);
-        let metric = opt(&p.metric).unwrap_or(family.primary_metric()).to_string();
-        if !family.metrics().contains(&metric.as_str()) {
-            return Err(PageError::bad_request(format!("{metric} is not reported for {family} tasks.")));
-        }
-        let all_runs = runs::list(&st.pool, s.team.id, &RunFilter { dataset_id: Some(d.id), limit: 1000, ..Default::default() }).await?;
-        let mut budgets: Vec<i32> = all_runs.iter().map(|r| r.budget).collect();
-        budgets.sort_unstable();
-        budgets.dedup();
-        let q = LeaderboardQuery {
-            dataset_id: d.id,
-            split,
-            metric: metric.clone(),
-            budget,
-            method: method.map(|m| m.as_str().to_string()),
-            base_model_id: model,
-        };
-        let entries = runs::leaderboard(&st.pool, s.team.id, &q).await?;
-        page.rows = entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| {
-                let tp = e.summary.0.get("trainable_params").and_then(|t| t.get("end")).and_then(Value::as_i64);
-                let wall = e.summary.0.get("wall_seconds").and_then(Value::as_f64);
-                BoardRow {
-                    rank: i + 1,
-                    run_id: e.run_id.to_string(),
-                    short: short(&e.run_id),
-                    method: method_name(&e.method),
-                    model: e.base_model_id.clone(),
-                    budget: e.budget,
-                    score: e.score.map(fmt_metric).unwrap_or_else(|| "–".into()),
-                    score_sort: e.score.map(|v| v.to_string()).unwrap_or_default(),
-                    metrics: family
-                        .metrics()
-                        .iter()
-                        .map(|m| {
-                            let v = e.metrics.0.get(*m).and_then(Value::as_f64);
-                            (v.map(fmt_metric).unwrap_or_else(|| "–".into()), v.map(|v| v.to_string()).unwrap_or_default())
-                        })
-                        .collect(),
-                    params: tp.map(fmt_count).unwrap_or_else(|| "–".into()),
-                    params_sort: tp.map(|v| v.to_string()).unwrap_or_default(),
-                    wall: wall.map(fmt_duration).unwrap_or_else(|| "–".into()),
-                    wall_sort: wall.map(|v| v.to_string()).unwrap_or_default(),
-                }
-            })
-            .collect();
-        page.metrics = family.metrics().iter().map(|m| m.to_string()).collect();
-        page.metric_options = options(family.metrics().iter().map(|m| (*m, *m)), &metric);
-        page.metric = metric;
-        let current = budget.map(|b| b.to_string()).unwrap_or_default();
-        let budget_strings: Vec<String> = budgets.iter().map(|b| b.to_string()).collect();
-        page.budgets = options(budget_strings.iter().map(|b| (b.as_str(), b.as_str())), &current);
-    }
-    Ok(render(page))
 }
 
 // ---------------------------------------------------------------- compare

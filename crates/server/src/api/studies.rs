@@ -1,0 +1,298 @@
+//! Studies: create a grid of runs in one request (all or nothing), follow its progress,
+//! extend it, cancel it, and read its comparison: cells with n / mean / std / 95% interval,
+//! paired differences against LoRA, rank groups and the paper table.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use rankfit_domain::comparison::{self, Cell, Options, RunCosts, RunResult};
+use rankfit_domain::run::Method;
+use rankfit_domain::study::{StudyExtension, StudySpec};
+use rankfit_domain::task::TaskFamily;
+use rankfit_store::runs::{NewRun, RunRow};
+use rankfit_store::studies::{self, Progress, StudyRow};
+use rankfit_store::{datasets, StoreError};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::runs::{field_error, new_run, CreateRun};
+use super::{parse_id, JsonBody, QueryParams};
+use crate::auth::Auth;
+use crate::{ApiResult, AppError, AppState};
+
+/// Every grid point of `spec` as a validated run, with the same field errors as
+/// `POST /runs` (prefixed with the grid point that failed).
+async fn grid_runs(st: &AppState, team_id: Uuid, spec: &StudySpec) -> ApiResult<Vec<NewRun>> {
+    spec.validate().map_err(|e| field_error(&e.field, e.message))?;
+    let mut dsets = BTreeMap::new();
+    for (i, id) in spec.dataset_ids.iter().enumerate() {
+        let d = datasets::get(&st.pool, team_id, *id).await.map_err(|e| match e {
+            StoreError::NotFound => field_error(&format!("dataset_ids[{i}]"), format!("no dataset {id} in your team")),
+            other => other.into(),
+        })?;
+        dsets.insert(*id, d);
+    }
+    let grid = spec.grid().map_err(|e| field_error(&e.field, e.message))?;
+    let mut out = Vec::with_capacity(grid.len());
+    for p in grid {
+        let d = &dsets[&p.dataset_id];
+        let body = CreateRun {
+            dataset_id: p.dataset_id,
+            base_model: spec.base_model.clone(),
+            method: p.method.as_str().to_string(),
+            budget: p.budget,
+            seed: Some(p.seed),
+            name: format!("{} · {} · {} · b{} · s{}", spec.name, d.name, p.method.as_str(), p.budget, p.seed),
+            priority: spec.priority,
+            max_attempts: None,
+            training: spec.training.clone(),
+            method_config: spec.method_config.get(p.method.as_str()).cloned(),
+            continue_from: None,
+        };
+        let run = new_run(team_id, d, &body).map_err(|e| {
+            field_error(
+                &e.field,
+                format!("{} (dataset {}, method {}, budget {}, seed {})", e.message, d.name, p.method.as_str(), p.budget, p.seed),
+            )
+        })?;
+        out.push(run);
+    }
+    Ok(out)
+}
+
+pub async fn create(State(st): State<AppState>, Auth(team): Auth, JsonBody(spec): JsonBody<StudySpec>) -> ApiResult<(StatusCode, Json<Value>)> {
+    let runs = grid_runs(&st, team.id, &spec).await?;
+    let spec_json = serde_json::to_value(&spec).map_err(AppError::internal)?;
+    let (study, created) = studies::create(&st.pool, team.id, spec.name.trim(), &spec_json, &runs).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "study": study, "runs_created": created, "grid_size": runs.len() }))))
+}
+
+pub async fn list(State(st): State<AppState>, Auth(team): Auth) -> ApiResult<Json<Value>> {
+    let rows = studies::list(&st.pool, team.id).await?;
+    let out: Vec<Value> = rows.iter().map(|r| json!({ "study": r.study, "progress": progress_json(&r.progress) })).collect();
+    Ok(Json(json!({ "studies": out })))
+}
+
+pub(crate) async fn owned_study(st: &AppState, team_id: Uuid, raw: &str) -> ApiResult<StudyRow> {
+    let id = parse_id(raw, "study")?;
+    studies::get(&st.pool, team_id, id).await.map_err(|e| match e {
+        StoreError::NotFound => AppError::not_found("study"),
+        other => other.into(),
+    })
+}
+
+/// done/total, and an ETA from the mean wall time of the study's finished runs, assuming
+/// as many runs proceed at once as are running now.
+pub(crate) fn progress_json(p: &Progress) -> Value {
+    let left = p.queued + p.running;
+    let eta = p.mean_run_seconds.filter(|_| left > 0).map(|s| s * left as f64 / p.running.max(1) as f64);
+    json!({
+        "done": p.done(), "total": p.total, "queued": p.queued, "running": p.running,
+        "succeeded": p.succeeded, "failed": p.failed, "cancelled": p.cancelled,
+        "mean_run_seconds": p.mean_run_seconds, "eta_seconds": eta,
+    })
+}
+
+/// A grid cell's runs, as the study page and API list them.
+#[derive(Debug, Serialize)]
+pub(crate) struct GridCell {
+    pub dataset_id: Uuid,
+    pub model: String,
+    pub method: String,
+    pub budget: i32,
+    pub runs: Vec<GridRun>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct GridRun {
+    pub id: Uuid,
+    pub seed: i64,
+    pub status: String,
+}
+
+pub(crate) fn grid_cells(runs: &[RunRow]) -> Vec<GridCell> {
+    let mut cells: Vec<GridCell> = Vec::new();
+    for r in runs {
+        let run = GridRun { id: r.id, seed: r.seed, status: r.status.clone() };
+        match cells
+            .iter_mut()
+            .find(|c| c.dataset_id == r.dataset_id && c.model == r.base_model_id && c.method == r.method && c.budget == r.budget)
+        {
+            Some(c) => c.runs.push(run),
+            None => cells.push(GridCell {
+                dataset_id: r.dataset_id,
+                model: r.base_model_id.clone(),
+                method: r.method.clone(),
+                budget: r.budget,
+                runs: vec![run],
+            }),
+        }
+    }
+    let order = |m: &str| Method::ALL.iter().position(|x| x.as_str() == m).unwrap_or(usize::MAX);
+    cells.sort_by(|a, b| (a.dataset_id, a.budget, order(&a.method)).cmp(&(b.dataset_id, b.budget, order(&b.method))));
+    cells
+}
+
+pub async fn get(State(st): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let study = owned_study(&st, team.id, &id).await?;
+    let progress = studies::progress(&st.pool, study.id).await?;
+    let runs = studies::runs(&st.pool, study.id).await?;
+    let cells = cells(&st, team.id, Some(study.id), None).await?;
+    Ok(Json(json!({
+        "study": study,
+        "progress": progress_json(&progress),
+        "grid": grid_cells(&runs),
+        "cells": cells,
+    })))
+}
+
+pub async fn cancel(State(st): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let study = owned_study(&st, team.id, &id).await?;
+    let done = studies::cancel(&st.pool, team.id, study.id).await?;
+    let progress = studies::progress(&st.pool, study.id).await?;
+    Ok(Json(json!({ "study_id": study.id, "cancelled": done.cancelled, "stopping": done.stopping, "progress": progress_json(&progress) })))
+}
+
+pub async fn extend(
+    State(st): State<AppState>,
+    Auth(team): Auth,
+    Path(id): Path<String>,
+    JsonBody(ext): JsonBody<StudyExtension>,
+) -> ApiResult<Json<Value>> {
+    let study = owned_study(&st, team.id, &id).await?;
+    if ext.is_empty() {
+        return Err(field_error("budgets", "add budgets, seeds, methods or dataset_ids"));
+    }
+    let spec: StudySpec = serde_json::from_value(study.spec.0.clone()).map_err(AppError::internal)?;
+    let spec = spec.extended(&ext);
+    let runs = grid_runs(&st, team.id, &spec).await?;
+    let spec_json = serde_json::to_value(&spec).map_err(AppError::internal)?;
+    let created = studies::extend(&st.pool, team.id, study.id, &spec_json, &runs).await?;
+    Ok(Json(json!({ "study_id": study.id, "runs_created": created, "grid_size": runs.len(), "spec": spec })))
+}
+
+/// The comparison cells of a study's (or, with no study, a dataset's) succeeded runs.
+pub(crate) async fn cells(st: &AppState, team_id: Uuid, study_id: Option<Uuid>, dataset_id: Option<Uuid>) -> ApiResult<Vec<Cell>> {
+    let rows = studies::results(&st.pool, team_id, study_id, dataset_id).await?;
+    let mut results = Vec::with_capacity(rows.len());
+    for r in rows {
+        let (Some(family), Some(method)) = (TaskFamily::parse(&r.task_family), Method::parse(&r.method)) else {
+            return Err(AppError::internal(format!("run {} has an unknown task family or method", r.run_id)));
+        };
+        results.push(RunResult {
+            run_id: r.run_id,
+            dataset_id: r.dataset_id,
+            dataset_name: r.dataset_name,
+            family,
+            classes: r.classes.max(0) as usize,
+            model: r.base_model_id,
+            method,
+            budget: r.budget.max(0) as u32,
+            seed: r.seed as u64,
+            metrics: RunResult::parse_metrics(&r.metrics.0),
+            costs: RunCosts::from_summary(&r.summary.0),
+            final_ranks: RunResult::parse_final_ranks(&r.summary.0),
+            predictions: studies::predictions(&st.pool, r.run_id, "test").await?,
+        });
+    }
+    // Bootstraps are CPU work: keep them off the async workers.
+    tokio::task::spawn_blocking(move || comparison::aggregate(&results, &Options::default())).await.map_err(AppError::internal)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableQuery {
+    format: Option<String>,
+}
+
+/// The paper table (rows method × budget, columns datasets, mean ± std over seeds, Avg,
+/// best group in bold) as JSON, CSV, Markdown or LaTeX.
+pub async fn table(
+    State(st): State<AppState>,
+    Auth(team): Auth,
+    Path(id): Path<String>,
+    QueryParams(q): QueryParams<TableQuery>,
+) -> ApiResult<Response> {
+    let study = owned_study(&st, team.id, &id).await?;
+    let table = comparison::paper_table(&cells(&st, team.id, Some(study.id), None).await?);
+    let (body, content_type, ext) = match q.format.as_deref().unwrap_or("json") {
+        "json" => return Ok(Json(json!({ "study_id": study.id, "table": table })).into_response()),
+        "csv" => (table.to_csv(), "text/csv; charset=utf-8", "csv"),
+        "md" => (table.to_markdown(), "text/markdown; charset=utf-8", "md"),
+        "tex" => (table.to_latex(), "application/x-tex; charset=utf-8", "tex"),
+        other => return Err(field_error("format", format!("unknown format {other:?}; use json, csv, md or tex"))),
+    };
+    let filename = format!("rankfit-study-{}.{ext}", study.id);
+    Ok((
+        [(header::CONTENT_TYPE, content_type.to_string()), (header::CONTENT_DISPOSITION, format!("inline; filename=\"{filename}\""))],
+        body,
+    )
+        .into_response())
+}
+
+/// The study's progress and grid as SSE `grid` events: one at once, then one whenever a
+/// run of the study records an event (at most every second), until every run is finished.
+/// The study page fills its grid from this stream.
+pub async fn events(
+    State(st): State<AppState>,
+    Auth(team): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<axum::response::sse::Sse<impl futures::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>>> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use std::time::Duration;
+    let study = owned_study(&st, team.id, &id).await?;
+    struct Cursor {
+        st: AppState,
+        study_id: Uuid,
+        rx: tokio::sync::broadcast::Receiver<Uuid>,
+        first: bool,
+        finished: bool,
+    }
+    let cursor = Cursor { rx: st.events.subscribe(), st, study_id: study.id, first: true, finished: false };
+    let stream = futures::stream::unfold(cursor, |mut c| async move {
+        if c.finished {
+            return None;
+        }
+        if !c.first {
+            // Wait for news about any of this study's runs (or poll after a while).
+            let runs: Vec<Uuid> = studies::runs(&c.st.pool, c.study_id).await.map(|r| r.iter().map(|r| r.id).collect()).unwrap_or_default();
+            let wait = async {
+                loop {
+                    match c.rx.recv().await {
+                        Ok(id) if runs.contains(&id) => break,
+                        Ok(_) => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                            tokio::time::sleep(Duration::from_secs(2)).await;
+                            break;
+                        }
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(5), wait).await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        c.first = false;
+        let snapshot = async {
+            let progress = studies::progress(&c.st.pool, c.study_id).await?;
+            let runs = studies::runs(&c.st.pool, c.study_id).await?;
+            Ok::<_, StoreError>((progress, runs))
+        };
+        let data = match snapshot.await {
+            Ok((progress, runs)) => {
+                c.finished = progress.queued + progress.running == 0;
+                json!({ "progress": progress_json(&progress), "grid": grid_cells(&runs), "finished": c.finished })
+            }
+            Err(e) => {
+                tracing::warn!("study stream of {}: {e}", c.study_id);
+                json!({ "error": "the database is unreachable; retrying" })
+            }
+        };
+        Some((Ok(Event::default().event("grid").data(data.to_string())), c))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
