@@ -1,9 +1,9 @@
 //! `rankfit demo`: the whole platform on one machine. Starts the managed PostgreSQL,
 //! the server and a worker, uploads a real BIG-bench classification task over the REST
-//! API, launches one run per method at the same budget, waits for them, and prints the
-//! leaderboard. Everything goes through the public API, as a user's script would.
+//! API, launches a study (methods × budgets × seeds) at equal budget, shows its progress,
+//! and prints the paper table with uncertainty and every method's paired difference
+//! against LoRA. Everything goes through the public API, as a user's script would.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -18,18 +18,22 @@ use crate::{assets, db, Global};
 pub struct DemoArgs {
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
-    /// BIG-bench task to compare on.
+    /// BIG-bench classification tasks to compare on (comma separated): one dataset each.
     #[arg(long, default_value = "multiemo/all_sentence_en")]
-    task: String,
-    /// Examples taken from the task (keeps a CPU demo short).
-    #[arg(long, default_value_t = 1500)]
+    tasks: String,
+    /// Examples taken from each task (keeps a CPU demo short).
+    #[arg(long, default_value_t = 600)]
     examples: usize,
-    /// Methods to compare (comma separated).
-    #[arg(long, default_value = "lora,adalora,salientlora,alora,rolora")]
+    /// Methods to compare (comma separated; add `alora` for all five: its ablation rounds
+    /// make it the slowest on a CPU).
+    #[arg(long, default_value = "lora,adalora,salientlora,rolora")]
     methods: String,
-    /// Target average rank per adapted module, the same for every method.
-    #[arg(long, default_value_t = 4)]
-    budget: u32,
+    /// Target average ranks per adapted module (comma separated); every method runs at each.
+    #[arg(long, default_value = "4")]
+    budgets: String,
+    /// Seeds per cell: the replicates each mean, std and interval is computed over.
+    #[arg(long, default_value_t = 2)]
+    seeds: u32,
     #[arg(long, default_value_t = 2.0)]
     epochs: f64,
     /// Keep serving after the comparison (Ctrl-C to stop).
@@ -94,85 +98,125 @@ async fn compare(args: &DemoArgs, assets_dir: &std::path::Path, token: &str) -> 
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    // A slice of the real task file, same structure.
-    let path = assets::bigbench_task(assets_dir, &args.task);
-    let raw: Value = serde_json::from_slice(&std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?)?;
-    let mut sliced = raw.clone();
-    if let Some(ex) = sliced.get_mut("examples").and_then(Value::as_array_mut) {
-        ex.truncate(args.examples);
-    }
-    let name = format!("{} ({} examples) {}", args.task, args.examples, chrono_like_now());
-    let form = reqwest::multipart::Form::new()
-        .text("name", name.clone())
-        .text("format", "bigbench")
-        .text("task_family", "classification")
-        .part("file", reqwest::multipart::Part::bytes(serde_json::to_vec(&sliced)?).file_name("task.json"));
-    let resp = http.post(format!("{base}/datasets")).bearer_auth(token).multipart(form).send().await?;
-    let body = check(resp).await?;
-    let dataset = &body["dataset"];
-    let dataset_id = dataset["id"].as_str().context("dataset id")?.to_string();
-    println!("uploaded {name}: {} rows, splits {}, labels {}", dataset["row_count"], dataset["splits"], dataset["label_set"]);
-
-    let mut runs = BTreeMap::new();
-    for method in args.methods.split(',').map(str::trim).filter(|m| !m.is_empty()) {
-        let req = json!({
-            "dataset_id": dataset_id, "base_model": "all-minilm-l6-v2", "method": method, "budget": args.budget, "seed": 7,
-            "name": format!("demo {method}"),
-            "training": { "epochs": args.epochs, "batch_size": 16, "max_seq_len": 64, "learning_rate": 2e-3,
-                          "target_modules": ["query", "value"], "eval_every": 50, "checkpoint_every": 50 },
-        });
-        let resp = http.post(format!("{base}/runs")).bearer_auth(token).json(&req).send().await?;
+    // A slice of each real task file, same structure.
+    let mut dataset_ids = Vec::new();
+    for task in args.tasks.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        let path = assets::bigbench_task(assets_dir, task);
+        let raw: Value = serde_json::from_slice(&std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?)?;
+        let mut sliced = raw.clone();
+        if let Some(ex) = sliced.get_mut("examples").and_then(Value::as_array_mut) {
+            ex.truncate(args.examples);
+        }
+        let name = format!("{task} ({} examples) {}", args.examples, chrono_like_now());
+        let form = reqwest::multipart::Form::new()
+            .text("name", name.clone())
+            .text("format", "bigbench")
+            .text("task_family", "classification")
+            .part("file", reqwest::multipart::Part::bytes(serde_json::to_vec(&sliced)?).file_name("task.json"));
+        let resp = http.post(format!("{base}/datasets")).bearer_auth(token).multipart(form).send().await?;
         let body = check(resp).await?;
-        let id = body["run"]["id"].as_str().context("run id")?.to_string();
-        println!("queued {method} run {id}");
-        runs.insert(method.to_string(), id);
+        let dataset = &body["dataset"];
+        println!("uploaded {name}: {} rows, splits {}, labels {}", dataset["row_count"], dataset["splits"], dataset["label_set"]);
+        dataset_ids.push(dataset["id"].as_str().context("dataset id")?.to_string());
     }
 
-    // Wait for every run to finish, printing progress as it changes.
-    let mut last: BTreeMap<String, String> = BTreeMap::new();
+    let methods: Vec<&str> = args.methods.split(',').map(str::trim).filter(|m| !m.is_empty()).collect();
+    let budgets: Vec<u32> = args
+        .budgets
+        .split(',')
+        .map(|b| b.trim().parse::<u32>().with_context(|| format!("--budgets: {b:?} is not a number")))
+        .collect::<anyhow::Result<_>>()?;
+    let spec = json!({
+        "name": format!("demo {}", chrono_like_now()),
+        "dataset_ids": dataset_ids, "methods": methods, "budgets": budgets, "seeds": args.seeds,
+        "base_model": "all-minilm-l6-v2",
+        "training": { "epochs": args.epochs, "batch_size": 16, "max_seq_len": 64, "learning_rate": 2e-3,
+                      "target_modules": ["query", "value"], "eval_every": 25, "checkpoint_every": 50 },
+    });
+    let body = check(http.post(format!("{base}/studies")).bearer_auth(token).json(&spec).send().await?).await?;
+    let study_id = body["study"]["id"].as_str().context("study id")?.to_string();
+    println!(
+        "queued study {study_id}: {} runs ({} × {} methods × budgets {:?} × {} seeds); live at http://{}/studies/{study_id}",
+        body["runs_created"],
+        dataset_ids.len(),
+        methods.len(),
+        budgets,
+        args.seeds,
+        args.addr
+    );
+
+    // Wait for every run, with a progress line every few seconds.
+    let started = Instant::now();
+    let mut last_line = String::new();
     loop {
-        let mut pending = 0;
-        for (method, id) in &runs {
-            let body = check(http.get(format!("{base}/runs/{id}")).bearer_auth(token).send().await?).await?;
-            let status = body["run"]["status"].as_str().unwrap_or("?").to_string();
-            if last.get(method) != Some(&status) {
-                println!("{method}: {status}");
-                last.insert(method.clone(), status.clone());
-            }
-            if !matches!(status.as_str(), "succeeded" | "failed" | "cancelled") {
-                pending += 1;
+        let s = check(http.get(format!("{base}/studies/{study_id}")).bearer_auth(token).send().await?).await?;
+        let p = &s["progress"];
+        let mut running = Vec::new();
+        for cell in s["grid"].as_array().cloned().unwrap_or_default() {
+            for r in cell["runs"].as_array().cloned().unwrap_or_default() {
+                if r["status"] == "running" {
+                    let id = r["id"].as_str().unwrap_or_default();
+                    let m = check(http.get(format!("{base}/runs/{id}/metrics")).bearer_auth(token).send().await?).await?;
+                    let last = m["metrics"]
+                        .as_array()
+                        .and_then(|ms| ms.iter().filter(|x| x["split"] == "train" && x["name"] == "loss").max_by_key(|x| x["step"].as_i64()))
+                        .map(|x| format!(" step {} loss {:.3}", x["step"], x["value"].as_f64().unwrap_or(f64::NAN)))
+                        .unwrap_or_default();
+                    running.push(format!("{} b{} s{}{last}", cell["method"].as_str().unwrap_or("?"), cell["budget"], r["seed"]));
+                }
             }
         }
-        if pending == 0 {
+        let eta = p["eta_seconds"].as_f64().map(|e| format!(" · ETA {}", fmt_secs(e))).unwrap_or_default();
+        let line = format!(
+            "[{}] {}/{} runs finished ({} failed){eta} · running: {}",
+            fmt_secs(started.elapsed().as_secs_f64()),
+            p["done"],
+            p["total"],
+            p["failed"],
+            if running.is_empty() { "-".to_string() } else { running.join(", ") }
+        );
+        if line != last_line {
+            println!("{line}");
+            last_line = line;
+        }
+        if p["queued"] == 0 && p["running"] == 0 {
             break;
         }
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
     }
 
-    println!("\n{:<12} {:<10} {:>9} {:>9} {:>9}  note", "method", "status", "accuracy", "f1", "mcc");
-    for (method, id) in &runs {
-        let body = check(http.get(format!("{base}/runs/{id}")).bearer_auth(token).send().await?).await?;
-        let run = &body["run"];
-        let evals = body["evaluations"].as_array().cloned().unwrap_or_default();
-        let test =
-            evals.iter().find(|e| e["split"] == "test").or_else(|| evals.first()).map(|e| e["metrics"].clone()).unwrap_or(Value::Null);
-        let f = |k: &str| test.get(k).and_then(Value::as_f64).map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into());
+    let table = http.get(format!("{base}/studies/{study_id}/table?format=md")).bearer_auth(token).send().await?;
+    if !table.status().is_success() {
+        bail!("API error {}: {}", table.status(), table.text().await.unwrap_or_default());
+    }
+    println!("\n{}", table.text().await?);
+    let s = check(http.get(format!("{base}/studies/{study_id}")).bearer_auth(token).send().await?).await?;
+    println!("Against LoRA at the same budget (accuracy points, 95% interval):");
+    for c in s["cells"].as_array().cloned().unwrap_or_default() {
+        let Some(d) = c.get("vs_lora").filter(|d| !d.is_null()) else { continue };
+        let pts = |v: &Value| v.as_f64().map(|v| format!("{:+.2}", v * 100.0)).unwrap_or_else(|| "?".into());
+        let interval = &d["summary"]["interval"];
+        let how = if d["paired_by"] == "seed" { format!("paired by seed, n={}", d["summary"]["n"]) } else { "paired bootstrap over test examples".into() };
         println!(
-            "{:<12} {:<10} {:>9} {:>9} {:>9}  {}",
-            method,
-            run["status"].as_str().unwrap_or("?"),
-            f("accuracy"),
-            f("f1"),
-            f("mcc"),
-            run["error"].as_str().unwrap_or("")
+            "  {:<12} budget {:>2}: {} [{}, {}] ({how}){}",
+            c["method"].as_str().unwrap_or("?"),
+            c["budget"],
+            pts(&d["summary"]["mean"]),
+            pts(&interval["lo"]),
+            pts(&interval["hi"]),
+            if d["significant"] == true { " — the interval excludes 0" } else { " — not distinguishable from LoRA" }
         );
     }
-    let lb = check(http.get(format!("{base}/leaderboards?dataset_id={dataset_id}")).bearer_auth(token).send().await?).await?;
-    println!("\nleaderboard ({} on {}): {} entr(ies)", lb["metric"], lb["split"], lb["entries"].as_array().map(Vec::len).unwrap_or(0));
-    for (i, e) in lb["entries"].as_array().cloned().unwrap_or_default().iter().enumerate() {
-        println!("  {}. {} budget {} score {}", i + 1, e["method"], e["budget"], e["score"]);
-    }
+    println!("\nstudy page: http://{}/studies/{study_id}", args.addr);
     Ok(())
+}
+
+fn fmt_secs(s: f64) -> String {
+    if s < 90.0 {
+        format!("{s:.0} s")
+    } else {
+        format!("{:.0} min {:02.0} s", (s / 60.0).floor(), s % 60.0)
+    }
 }
 
 fn chrono_like_now() -> String {

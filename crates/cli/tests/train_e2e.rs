@@ -23,6 +23,57 @@ fn assets_dir() -> std::path::PathBuf {
     dir
 }
 
+/// A server and one worker over a fresh database, as a deployment runs them.
+struct Platform {
+    assets: std::path::PathBuf,
+    db: TestDb,
+    base: String,
+    stop: tokio::sync::watch::Sender<bool>,
+    worker: tokio::task::JoinHandle<Result<usize, rankfit_worker::WorkerError>>,
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+}
+
+impl Platform {
+    async fn start() -> Platform {
+        let assets = assets_dir();
+        let db = TestDb::new().await;
+        let art = tempfile::tempdir().unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let store = ArtifactStore::open(art.path().to_str().unwrap()).unwrap();
+        let state = AppState::new(db.pool.clone(), store.clone(), ServerConfig::default()).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}/api/v1", listener.local_addr().unwrap());
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let mut server_stop = stop_rx.clone();
+        tokio::spawn(rankfit_server::serve(listener, state, async move {
+            let _ = server_stop.wait_for(|s| *s).await;
+        }));
+        let mut cfg = WorkerConfig::new(assets.clone(), work.path().to_path_buf());
+        cfg.poll = Duration::from_millis(200);
+        let worker = tokio::spawn(rankfit_worker::run(db.pool.clone(), store, cfg, Arc::new(BurnTrainer), stop_rx));
+        Platform { assets, db, base, stop, worker, _dirs: (art, work) }
+    }
+
+    /// The first `n` examples of the real BIG-bench task, uploaded in the same file structure.
+    async fn upload_slice(&self, token: &str, n: usize) -> Value {
+        let raw: Value = serde_json::from_slice(&std::fs::read(rankfit_cli::assets::bigbench_task(&self.assets, TASK)).unwrap()).unwrap();
+        let mut sliced = raw.clone();
+        sliced["examples"].as_array_mut().unwrap().truncate(n);
+        let form = reqwest::multipart::Form::new()
+            .text("name", format!("multiemo-{n}"))
+            .text("format", "bigbench")
+            .text("task_family", "classification")
+            .part("file", reqwest::multipart::Part::bytes(serde_json::to_vec(&sliced).unwrap()).file_name("task.json"));
+        let http = reqwest::Client::new();
+        check(http.post(format!("{}/datasets", self.base)).bearer_auth(token).multipart(form).send().await.unwrap()).await
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        self.worker.await.unwrap().unwrap();
+    }
+}
+
 async fn check(resp: reqwest::Response) -> Value {
     let status = resp.status();
     let body: Value = resp.json().await.unwrap_or(Value::Null);
@@ -32,37 +83,14 @@ async fn check(resp: reqwest::Response) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adalora_run_over_the_api_beats_the_majority_baseline_on_bigbench() {
-    let assets = assets_dir();
-    let db = TestDb::new().await;
-    let art = tempfile::tempdir().unwrap();
-    let work = tempfile::tempdir().unwrap();
-    let store = ArtifactStore::open(art.path().to_str().unwrap()).unwrap();
-    let state = AppState::new(db.pool.clone(), store.clone(), ServerConfig::default()).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}/api/v1", listener.local_addr().unwrap());
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut server_stop = stop_rx.clone();
-    tokio::spawn(rankfit_server::serve(listener, state, async move {
-        let _ = server_stop.wait_for(|s| *s).await;
-    }));
-    let mut cfg = WorkerConfig::new(assets.clone(), work.path().to_path_buf());
-    cfg.poll = Duration::from_millis(200);
-    let worker = tokio::spawn(rankfit_worker::run(db.pool.clone(), store, cfg, Arc::new(BurnTrainer), stop_rx));
+    let p = Platform::start().await;
+    let (db, base) = (&p.db, &p.base);
 
     let team = teams::create_team(&db.pool, "e2e", false).await.unwrap();
     let token = teams::issue_token(&db.pool, team.id, "e2e").await.unwrap().secret;
     let http = reqwest::Client::new();
 
-    // A slice of the real BIG-bench task, same file structure.
-    let raw: Value = serde_json::from_slice(&std::fs::read(rankfit_cli::assets::bigbench_task(&assets, TASK)).unwrap()).unwrap();
-    let mut sliced = raw.clone();
-    sliced["examples"].as_array_mut().unwrap().truncate(800);
-    let form = reqwest::multipart::Form::new()
-        .text("name", "multiemo-800")
-        .text("format", "bigbench")
-        .text("task_family", "classification")
-        .part("file", reqwest::multipart::Part::bytes(serde_json::to_vec(&sliced).unwrap()).file_name("task.json"));
-    let body = check(http.post(format!("{base}/datasets")).bearer_auth(&token).multipart(form).send().await.unwrap()).await;
+    let body = p.upload_slice(&token, 800).await;
     let ds = &body["dataset"];
     let dist: BTreeMap<String, f64> = serde_json::from_value(ds["report"]["label_distribution"].clone()).unwrap();
     let majority = dist.values().cloned().fold(0.0, f64::max) / dist.values().sum::<f64>();
@@ -127,8 +155,7 @@ async fn adalora_run_over_the_api_beats_the_majority_baseline_on_bigbench() {
     assert_eq!(config["peft_type"], "ADALORA");
     assert!(zip.by_name("adapter_model.safetensors").is_ok());
 
-    let _ = stop_tx.send(true);
-    worker.await.unwrap().unwrap();
+    p.stop().await;
 }
 
 /// All five methods launched over the API on the same dataset and budget: every run
@@ -136,36 +163,13 @@ async fn adalora_run_over_the_api_beats_the_majority_baseline_on_bigbench() {
 /// retrievable. Short runs (24 steps on a slice) to keep CI time down.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_five_methods_finish_over_the_api_with_rank_maps_and_metrics() {
-    let assets = assets_dir();
-    let db = TestDb::new().await;
-    let art = tempfile::tempdir().unwrap();
-    let work = tempfile::tempdir().unwrap();
-    let store = ArtifactStore::open(art.path().to_str().unwrap()).unwrap();
-    let state = AppState::new(db.pool.clone(), store.clone(), ServerConfig::default()).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}/api/v1", listener.local_addr().unwrap());
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut server_stop = stop_rx.clone();
-    tokio::spawn(rankfit_server::serve(listener, state, async move {
-        let _ = server_stop.wait_for(|s| *s).await;
-    }));
-    let mut cfg = WorkerConfig::new(assets.clone(), work.path().to_path_buf());
-    cfg.poll = Duration::from_millis(200);
-    let worker = tokio::spawn(rankfit_worker::run(db.pool.clone(), store, cfg, Arc::new(BurnTrainer), stop_rx));
+    let p = Platform::start().await;
+    let (db, base) = (&p.db, &p.base);
     let team = teams::create_team(&db.pool, "five", false).await.unwrap();
     let token = teams::issue_token(&db.pool, team.id, "five").await.unwrap().secret;
     let http = reqwest::Client::new();
 
-    let raw: Value = serde_json::from_slice(&std::fs::read(rankfit_cli::assets::bigbench_task(&assets, TASK)).unwrap()).unwrap();
-    let mut sliced = raw.clone();
-    sliced["examples"].as_array_mut().unwrap().truncate(200);
-    let form = reqwest::multipart::Form::new()
-        .text("name", "multiemo-200")
-        .text("format", "bigbench")
-        .text("task_family", "classification")
-        .part("file", reqwest::multipart::Part::bytes(serde_json::to_vec(&sliced).unwrap()).file_name("task.json"));
-    let body = check(http.post(format!("{base}/datasets")).bearer_auth(&token).multipart(form).send().await.unwrap()).await;
-    let ds = body["dataset"]["id"].clone();
+    let ds = p.upload_slice(&token, 200).await["dataset"]["id"].clone();
 
     let methods = [
         ("lora", json!({})),
@@ -216,6 +220,102 @@ async fn all_five_methods_finish_over_the_api_with_rank_maps_and_metrics() {
             assert_eq!(total(last), 24, "{method} ends at exactly the budget");
         }
     }
-    let _ = stop_tx.send(true);
-    worker.await.unwrap().unwrap();
+    p.stop().await;
+}
+
+/// A study through the worker: 2 methods × 2 seeds × 1 budget, a few steps each. Every run
+/// succeeds, the paper table has one row per method and one column, and its numbers are the
+/// mean and sample std of the runs' own test accuracies; the per-example predictions are
+/// stored and reproduce each run's accuracy. Then a second study is cancelled mid-way:
+/// its finished runs stay, nothing stays queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_study_runs_through_the_worker_and_its_table_is_the_runs_own_numbers() {
+    let p = Platform::start().await;
+    let base = &p.base;
+    let team = teams::create_team(&p.db.pool, "study", false).await.unwrap();
+    let token = teams::issue_token(&p.db.pool, team.id, "study").await.unwrap().secret;
+    let http = reqwest::Client::new();
+    let ds = p.upload_slice(&token, 200).await["dataset"]["id"].clone();
+    let training = json!({"max_steps": 10, "batch_size": 16, "max_seq_len": 32, "learning_rate": 3e-3, "eval_every": 5, "checkpoint_every": 0});
+    let spec = json!({"name": "tiny", "dataset_ids": [ds], "methods": ["lora", "adalora"], "budgets": [2], "seeds": 2,
+                      "training": training, "method_config": {"adalora": {"init_r": 3}}});
+    let body = check(http.post(format!("{base}/studies")).bearer_auth(&token).json(&spec).send().await.unwrap()).await;
+    let study = body["study"]["id"].as_str().unwrap().to_string();
+    assert_eq!(body["runs_created"], 4);
+
+    let start = Instant::now();
+    let detail = loop {
+        let s = check(http.get(format!("{base}/studies/{study}")).bearer_auth(&token).send().await.unwrap()).await;
+        if s["progress"]["done"] == s["progress"]["total"] {
+            break s;
+        }
+        assert!(start.elapsed() < Duration::from_secs(1500), "study still running: {}", s["progress"]);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(detail["progress"]["succeeded"], 4, "{}", detail["progress"]);
+    // Each run's own test accuracy, by method.
+    let mut acc: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for cell in detail["grid"].as_array().unwrap() {
+        for r in cell["runs"].as_array().unwrap() {
+            let run = check(http.get(format!("{base}/runs/{}", r["id"].as_str().unwrap())).bearer_auth(&token).send().await.unwrap()).await;
+            let test = run["evaluations"].as_array().unwrap().iter().find(|e| e["split"] == "test").unwrap()["metrics"].clone();
+            let a = test["accuracy"].as_f64().unwrap();
+            acc.entry(cell["method"].as_str().unwrap().to_string()).or_default().push(a);
+            // The stored predictions give back the same accuracy.
+            let preds = http.get(format!("{base}/runs/{}/predictions", r["id"].as_str().unwrap())).bearer_auth(&token).send().await.unwrap();
+            let lines: Vec<Value> = preds.text().await.unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+            let right = lines.iter().filter(|l| l["scores"]["accuracy"] == 1.0).count();
+            assert!((right as f64 / lines.len() as f64 - a).abs() < 1e-9, "predictions reproduce the accuracy");
+        }
+    }
+    let table = check(http.get(format!("{base}/studies/{study}/table")).bearer_auth(&token).send().await.unwrap()).await;
+    let rows = table["table"]["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(table["table"]["columns"].as_array().unwrap().len(), 1);
+    for row in rows {
+        let method = match row["method"].as_str().unwrap() {
+            "LoRA" => "lora",
+            "AdaLoRA" => "adalora",
+            other => panic!("unexpected row {other}"),
+        };
+        let v = &acc[method];
+        let s = &row["cells"][0]["summary"];
+        let mean = (v[0] + v[1]) / 2.0;
+        let std = ((v[0] - mean).powi(2) + (v[1] - mean).powi(2)).sqrt(); // n - 1 = 1
+        assert_eq!(s["n"], 2);
+        assert!((s["mean"].as_f64().unwrap() - mean).abs() < 1e-12, "{row}");
+        assert!((s["std"].as_f64().unwrap() - std).abs() < 1e-12, "{row}");
+    }
+    let ada = detail["cells"].as_array().unwrap().iter().find(|c| c["method"] == "adalora").unwrap();
+    assert_eq!(ada["vs_lora"]["paired_by"], "seed");
+
+    // A second study, cancelled once its first run has finished (longer runs, so the cancel
+    // lands while the second one trains).
+    let mut longer = training.clone();
+    longer["max_steps"] = json!(80);
+    let spec = json!({"name": "cancelled", "dataset_ids": [ds], "methods": ["lora"], "budgets": [2], "seeds": 3, "training": longer});
+    let body = check(http.post(format!("{base}/studies")).bearer_auth(&token).json(&spec).send().await.unwrap()).await;
+    let study = body["study"]["id"].as_str().unwrap().to_string();
+    loop {
+        let s = check(http.get(format!("{base}/studies/{study}")).bearer_auth(&token).send().await.unwrap()).await;
+        if s["progress"]["succeeded"].as_i64().unwrap() >= 1 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(1500));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    check(http.post(format!("{base}/studies/{study}/cancel")).bearer_auth(&token).send().await.unwrap()).await;
+    let end = loop {
+        let s = check(http.get(format!("{base}/studies/{study}")).bearer_auth(&token).send().await.unwrap()).await;
+        if s["progress"]["running"] == 0 {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let pr = &end["progress"];
+    assert_eq!(pr["queued"], 0, "{pr}");
+    assert!(pr["succeeded"].as_i64().unwrap() >= 1, "{pr}");
+    assert!(pr["cancelled"].as_i64().unwrap() >= 1, "{pr}");
+    assert_eq!(pr["succeeded"].as_i64().unwrap() + pr["cancelled"].as_i64().unwrap(), 3, "{pr}");
+    p.stop().await;
 }
