@@ -159,7 +159,9 @@ async fn compare(args: &DemoArgs, assets_dir: &std::path::Path, token: &str) -> 
                     let m = check(http.get(format!("{base}/runs/{id}/metrics")).bearer_auth(token).send().await?).await?;
                     let last = m["metrics"]
                         .as_array()
-                        .and_then(|ms| ms.iter().filter(|x| x["split"] == "train" && x["name"] == "loss").max_by_key(|x| x["step"].as_i64()))
+                        .and_then(|ms| {
+                            ms.iter().filter(|x| x["split"] == "train" && x["name"] == "loss").max_by_key(|x| x["step"].as_i64())
+                        })
                         .map(|x| format!(" step {} loss {:.3}", x["step"], x["value"].as_f64().unwrap_or(f64::NAN)))
                         .unwrap_or_default();
                     running.push(format!("{} b{} s{}{last}", cell["method"].as_str().unwrap_or("?"), cell["budget"], r["seed"]));
@@ -196,7 +198,11 @@ async fn compare(args: &DemoArgs, assets_dir: &std::path::Path, token: &str) -> 
         let Some(d) = c.get("vs_lora").filter(|d| !d.is_null()) else { continue };
         let pts = |v: &Value| v.as_f64().map(|v| format!("{:+.2}", v * 100.0)).unwrap_or_else(|| "?".into());
         let interval = &d["summary"]["interval"];
-        let how = if d["paired_by"] == "seed" { format!("paired by seed, n={}", d["summary"]["n"]) } else { "paired bootstrap over test examples".into() };
+        let how = if d["paired_by"] == "seed" {
+            format!("paired by seed, n={}", d["summary"]["n"])
+        } else {
+            "paired bootstrap over test examples".into()
+        };
         println!(
             "  {:<12} budget {:>2}: {} [{}, {}] ({how}){}",
             c["method"].as_str().unwrap_or("?"),

@@ -236,7 +236,8 @@ async fn a_study_runs_through_the_worker_and_its_table_is_the_runs_own_numbers()
     let token = teams::issue_token(&p.db.pool, team.id, "study").await.unwrap().secret;
     let http = reqwest::Client::new();
     let ds = p.upload_slice(&token, 200).await["dataset"]["id"].clone();
-    let training = json!({"max_steps": 10, "batch_size": 16, "max_seq_len": 32, "learning_rate": 3e-3, "eval_every": 5, "checkpoint_every": 0});
+    let training =
+        json!({"max_steps": 10, "batch_size": 16, "max_seq_len": 32, "learning_rate": 3e-3, "eval_every": 5, "checkpoint_every": 0});
     let spec = json!({"name": "tiny", "dataset_ids": [ds], "methods": ["lora", "adalora"], "budgets": [2], "seeds": 2,
                       "training": training, "method_config": {"adalora": {"init_r": 3}}});
     let body = check(http.post(format!("{base}/studies")).bearer_auth(&token).json(&spec).send().await.unwrap()).await;
@@ -262,7 +263,8 @@ async fn a_study_runs_through_the_worker_and_its_table_is_the_runs_own_numbers()
             let a = test["accuracy"].as_f64().unwrap();
             acc.entry(cell["method"].as_str().unwrap().to_string()).or_default().push(a);
             // The stored predictions give back the same accuracy.
-            let preds = http.get(format!("{base}/runs/{}/predictions", r["id"].as_str().unwrap())).bearer_auth(&token).send().await.unwrap();
+            let preds =
+                http.get(format!("{base}/runs/{}/predictions", r["id"].as_str().unwrap())).bearer_auth(&token).send().await.unwrap();
             let lines: Vec<Value> = preds.text().await.unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
             let right = lines.iter().filter(|l| l["scores"]["accuracy"] == 1.0).count();
             assert!((right as f64 / lines.len() as f64 - a).abs() < 1e-9, "predictions reproduce the accuracy");

@@ -82,11 +82,7 @@ impl RunResult {
         summary
             .get("final_ranks")
             .and_then(serde_json::Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|e| Some((e.get(0)?.as_str()?.to_string(), u32::try_from(e.get(1)?.as_u64()?).ok()?)))
-                    .collect()
-            })
+            .map(|a| a.iter().filter_map(|e| Some((e.get(0)?.as_str()?.to_string(), u32::try_from(e.get(1)?.as_u64()?).ok()?))).collect())
             .unwrap_or_default()
     }
 }
@@ -171,11 +167,8 @@ pub fn aggregate(results: &[RunResult], opts: &Options) -> Vec<Cell> {
     }
     let mut cells: Vec<Cell> = groups.values().map(|runs| cell(runs, opts)).collect();
     // Differences against LoRA at the same (dataset, model, budget).
-    let lora: BTreeMap<(Uuid, String, u32), Vec<&RunResult>> = groups
-        .iter()
-        .filter(|((_, k), _)| k.3 == Method::Lora)
-        .map(|((_, k), v)| ((k.0, k.1.clone(), k.2), v.clone()))
-        .collect();
+    let lora: BTreeMap<(Uuid, String, u32), Vec<&RunResult>> =
+        groups.iter().filter(|((_, k), _)| k.3 == Method::Lora).map(|((_, k), v)| ((k.0, k.1.clone(), k.2), v.clone())).collect();
     for (c, runs) in cells.iter_mut().zip(groups.values()) {
         if c.method == Method::Lora {
             continue;
@@ -194,8 +187,10 @@ pub fn aggregate(results: &[RunResult], opts: &Options) -> Vec<Cell> {
         // A cell without an interval (one run, no stored predictions) could be anywhere:
         // it shares every group and pushes no other cell down.
         let unknown = Interval { lo: f64::NEG_INFINITY, hi: f64::INFINITY, level: opts.level, method: IntervalMethod::StudentT };
-        let entries: Vec<(f64, Option<Interval>)> =
-            idx.iter().map(|&i| cells[i].primary().map_or((f64::NAN, Some(unknown)), |s| (s.mean, Some(s.interval.unwrap_or(unknown))))).collect();
+        let entries: Vec<(f64, Option<Interval>)> = idx
+            .iter()
+            .map(|&i| cells[i].primary().map_or((f64::NAN, Some(unknown)), |s| (s.mean, Some(s.interval.unwrap_or(unknown)))))
+            .collect();
         let ranks = stats::rank_groups(&entries, higher_is_better(&metric));
         for (&i, r) in idx.iter().zip(ranks) {
             cells[i].rank = r;
@@ -294,15 +289,14 @@ fn difference(runs: &[&RunResult], base: &[&RunResult], metric: &str, opts: &Opt
             let same_examples = r.predictions.len() == l.predictions.len()
                 && r.predictions.iter().zip(&l.predictions).all(|(p, q)| p.index == q.index && p.reference == q.reference);
             if same_examples {
-                s.interval =
-                    stats::bootstrap_interval(r.predictions.len(), opts.resamples, opts.bootstrap_seed, opts.level, |idx| {
-                        let x = metric_on(r.family, metric, r.classes, &r.predictions, idx);
-                        let y = metric_on(l.family, metric, l.classes, &l.predictions, idx);
-                        match (x, y) {
-                            (Some(x), Some(y)) => x - y,
-                            _ => f64::NAN,
-                        }
-                    });
+                s.interval = stats::bootstrap_interval(r.predictions.len(), opts.resamples, opts.bootstrap_seed, opts.level, |idx| {
+                    let x = metric_on(r.family, metric, r.classes, &r.predictions, idx);
+                    let y = metric_on(l.family, metric, l.classes, &l.predictions, idx);
+                    match (x, y) {
+                        (Some(x), Some(y)) => x - y,
+                        _ => f64::NAN,
+                    }
+                });
             }
             s
         }

@@ -254,7 +254,12 @@ mod tests {
         assert_eq!(field(|s| s.seeds = Seeds::Count(0)), "seeds");
         assert_eq!(field(|s| s.dataset_ids = vec![]), "dataset_ids");
         assert_eq!(field(|s| s.name = " ".into()), "name");
-        assert_eq!(field(|s| { s.method_config.insert("rolora".into(), serde_json::json!({})); }), "method_config");
+        assert_eq!(
+            field(|s| {
+                s.method_config.insert("rolora".into(), serde_json::json!({}));
+            }),
+            "method_config"
+        );
         // 2 datasets x 2 methods x 11 budgets x 50 seeds = 2200 runs: too many.
         assert_eq!(
             field(|s| {

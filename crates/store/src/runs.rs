@@ -69,11 +69,7 @@ pub struct NewRun {
 /// Inserts a queued run (and its first status event) inside `tx`, as a grid point of
 /// `study_id` when given. With a study, a grid point that already has a run is skipped
 /// (None): extending a study never reruns an existing cell.
-pub(crate) async fn insert_tx(
-    tx: &mut sqlx::Transaction<'_, Postgres>,
-    r: &NewRun,
-    study_id: Option<Uuid>,
-) -> Result<Option<RunRow>> {
+pub(crate) async fn insert_tx(tx: &mut sqlx::Transaction<'_, Postgres>, r: &NewRun, study_id: Option<Uuid>) -> Result<Option<RunRow>> {
     let row: Option<RunRow> = sqlx::query_as(&format!(
         "insert into run (id, team_id, dataset_id, base_model_id, method, config, budget, seed, name, priority, max_attempts, continue_from, study_id)
          values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)

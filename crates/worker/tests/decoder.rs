@@ -1,7 +1,7 @@
 //! A decoder run end to end through the worker and the real burn trainer: an instruction
 //! dataset (Alpaca JSONL) on SmolLM2-135M-Instruct, claimed, trained, evaluated (held-out
-//! loss, perplexity, ROUGE of greedy generations) and exported; the leaderboard ranks it
-//! by ROUGE-L and by loss. Kept tiny (2 steps, short sequences) for a 2-core CPU.
+//! loss, perplexity, ROUGE of greedy generations) and exported, with its test metrics and
+//! per-example generations where comparisons read them. Kept tiny (2 steps, short sequences) for a 2-core CPU.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,9 +9,9 @@ use std::time::Instant;
 
 use rankfit_domain::dataset::{parse, DataFormat, ParseOptions};
 use rankfit_domain::task::TaskFamily;
-use rankfit_store::runs::{self, LeaderboardQuery, NewRun};
+use rankfit_store::runs::{self, NewRun};
 use rankfit_store::testing::TestDb;
-use rankfit_store::{artifacts, datasets, teams, ArtifactStore};
+use rankfit_store::{artifacts, datasets, studies, teams, ArtifactStore};
 use rankfit_worker::{BurnTrainer, WorkerConfig};
 use serde_json::json;
 use tokio::sync::watch;
@@ -129,19 +129,15 @@ async fn a_decoder_instruction_run_finishes_with_rouge_and_loss_stored() {
     let art = artifacts::get(&db.pool, run, "adapter_peft").await.unwrap();
     assert_eq!(&store.get(&art.uri).await.unwrap()[..2], b"PK");
 
+    // What comparisons read: the run's test metrics at its best-validation checkpoint and
+    // its per-example generations.
+    let results = studies::results(&db.pool, team.id, None, Some(ds.id)).await.unwrap();
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].run_id, run);
     for metric in ["rougeL", "loss"] {
-        let q = LeaderboardQuery {
-            dataset_id: ds.id,
-            split: "test".into(),
-            metric: metric.into(),
-            budget: None,
-            method: None,
-            base_model_id: None,
-        };
-        let board = runs::leaderboard(&db.pool, team.id, &q).await.unwrap();
-        assert_eq!(board.len(), 1, "{metric}");
-        assert_eq!(board[0].run_id, run);
-        assert!(board[0].score.is_some(), "{metric}");
+        assert!(results[0].metrics.0[metric].as_f64().is_some_and(f64::is_finite), "{metric}: {}", results[0].metrics.0);
     }
+    let preds = studies::predictions(&db.pool, run, "test").await.unwrap();
+    assert!(!preds.is_empty(), "the run's test generations are stored");
     eprintln!("decoder run through the worker took {:.1?}", started.elapsed());
 }

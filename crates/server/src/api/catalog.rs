@@ -75,11 +75,8 @@ pub async fn leaderboard(
         other => other.into(),
     })?;
     let family = TaskFamily::parse(&dataset.task_family).ok_or_else(|| AppError::internal("unknown task family"))?;
-    let method = p
-        .method
-        .as_deref()
-        .map(|m| Method::parse(m).ok_or_else(|| field_error("method", format!("unknown method {m:?}"))))
-        .transpose()?;
+    let method =
+        p.method.as_deref().map(|m| Method::parse(m).ok_or_else(|| field_error("method", format!("unknown method {m:?}")))).transpose()?;
     let cells: Vec<_> = super::studies::cells(&st, team.id, p.study_id, Some(dataset.id))
         .await?
         .into_iter()

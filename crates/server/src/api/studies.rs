@@ -64,7 +64,11 @@ async fn grid_runs(st: &AppState, team_id: Uuid, spec: &StudySpec) -> ApiResult<
     Ok(out)
 }
 
-pub async fn create(State(st): State<AppState>, Auth(team): Auth, JsonBody(spec): JsonBody<StudySpec>) -> ApiResult<(StatusCode, Json<Value>)> {
+pub async fn create(
+    State(st): State<AppState>,
+    Auth(team): Auth,
+    JsonBody(spec): JsonBody<StudySpec>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
     let runs = grid_runs(&st, team.id, &spec).await?;
     let spec_json = serde_json::to_value(&spec).map_err(AppError::internal)?;
     let (study, created) = studies::create(&st.pool, team.id, spec.name.trim(), &spec_json, &runs).await?;

@@ -130,7 +130,13 @@ fn plots_of(cells: &[Cell]) -> Vec<String> {
                 })
                 .collect()
         };
-        out.push(plots::lines(&format!("{name}: {metric} vs budget"), "budget (average rank)", &metric, &series(&|c| Some(f64::from(c.budget))), true));
+        out.push(plots::lines(
+            &format!("{name}: {metric} vs budget"),
+            "budget (average rank)",
+            &metric,
+            &series(&|c| Some(f64::from(c.budget))),
+            true,
+        ));
         out.push(plots::pareto(
             &format!("{name}: {metric} vs trainable parameters"),
             "trainable parameters (end of training)",
@@ -138,7 +144,13 @@ fn plots_of(cells: &[Cell]) -> Vec<String> {
             &series(&|c| c.costs.trainable_params_end),
             true,
         ));
-        out.push(plots::pareto(&format!("{name}: {metric} vs train time"), "train time (s)", &metric, &series(&|c| c.costs.train_seconds), false));
+        out.push(plots::pareto(
+            &format!("{name}: {metric} vs train time"),
+            "train time (s)",
+            &metric,
+            &series(&|c| c.costs.train_seconds),
+            false,
+        ));
     }
     out
 }

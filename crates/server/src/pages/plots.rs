@@ -45,7 +45,8 @@ struct Axes {
 
 impl Axes {
     fn fit(series: &[Series], log_x: bool) -> Option<Axes> {
-        let xs: Vec<f64> = series.iter().flat_map(|s| s.points.iter().map(|p| p.0)).filter(|x| x.is_finite() && (!log_x || *x > 0.0)).collect();
+        let xs: Vec<f64> =
+            series.iter().flat_map(|s| s.points.iter().map(|p| p.0)).filter(|x| x.is_finite() && (!log_x || *x > 0.0)).collect();
         let ys: Vec<f64> = series
             .iter()
             .flat_map(|s| s.points.iter().flat_map(|p| [Some(p.1), p.2.map(|i| i.0), p.2.map(|i| i.1)]))
@@ -196,16 +197,14 @@ pub fn pareto(title: &str, x_label: &str, y_label: &str, series: &[Series], log_
     };
     let all: Vec<(f64, f64)> = series.iter().flat_map(|s| s.points.iter().map(|p| (p.0, p.1))).collect();
     let (lo, hi) = all.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.0), b.max(p.0)));
-    let ticks: Vec<f64> = if log_x {
-        vec![lo, (lo * hi).sqrt(), hi]
-    } else {
-        (0..=4).map(|i| lo + (hi - lo) * f64::from(i) / 4.0).collect()
-    };
+    let ticks: Vec<f64> =
+        if log_x { vec![lo, (lo * hi).sqrt(), hi] } else { (0..=4).map(|i| lo + (hi - lo) * f64::from(i) / 4.0).collect() };
     ax.frame(&mut out, x_label, y_label, &ticks);
     let front = pareto_front(&all);
     if front.len() > 1 {
         let path: Vec<String> = front.iter().map(|p| format!("{:.1},{:.1}", ax.sx(p.0), ax.sy(p.1))).collect();
-        let _ = write!(out, r##"<polyline class="pareto" fill="none" stroke="#57606a" stroke-dasharray="4 3" points="{}"/>"##, path.join(" "));
+        let _ =
+            write!(out, r##"<polyline class="pareto" fill="none" stroke="#57606a" stroke-dasharray="4 3" points="{}"/>"##, path.join(" "));
     }
     for (i, s) in series.iter().enumerate() {
         let c = COLORS[i % COLORS.len()];
