@@ -147,7 +147,7 @@ async fn traversal_and_injection_strings_are_plain_data() {
     }
     let (status, body) = api.get(&token, &format!("/leaderboards?dataset_id={ds}&base_model=x'%20or%20'1'%3D'1")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert!(body["entries"].as_array().unwrap().is_empty(), "{body}");
+    assert!(body["cells"].as_array().unwrap().is_empty(), "{body}");
     assert_eq!(api.count("team").await, 1);
     assert_eq!(api.count("dataset").await, names.len() as i64);
 }
