@@ -224,7 +224,8 @@ impl Default for AdaLoraConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SalientLoraConfig {
-    /// Initial rank per module; None means ceil(1.5 * budget).
+    /// Initial rank per module; None means the paper's recipe, r_init 15 for a target
+    /// average of 2 (seed 000, section 4): ceil(7.5 * budget), at most 256.
     pub init_r: Option<u32>,
     /// Warm-up steps n_i; None means 10% of the total steps.
     pub n_i: Option<u64>,
@@ -295,6 +296,11 @@ pub struct RoLoraConfig {
     pub delta_t: Option<u64>,
     /// Fraction of all steps spent fine-tuning after the last EXTEND.
     pub final_ratio: f64,
+    /// Steps per Frank-Wolfe iteration (its SPARSIFY phase). None: the steps left by
+    /// `final_ratio`, split evenly, which keeps RoLoRA's total compute equal to the other
+    /// methods' (the paper retrains each iteration in full, T times the compute). The
+    /// resolved value is in the run summary (`allocator.iteration_steps`).
+    pub iteration_steps: Option<u64>,
     pub beta1: f64,
     pub beta2: f64,
     pub orth_reg_weight: f64,
@@ -309,6 +315,7 @@ impl Default for RoLoraConfig {
             tfinal_ratio: 0.2,
             delta_t: None,
             final_ratio: 0.2,
+            iteration_steps: None,
             beta1: 0.85,
             beta2: 0.85,
             orth_reg_weight: 0.5,
@@ -354,10 +361,11 @@ impl MethodConfig {
 
     /// Initial rank per module for a target average rank `budget`.
     pub fn init_rank(&self, budget: u32) -> u32 {
-        let grown = |r: Option<u32>| r.unwrap_or_else(|| (budget * 3).div_ceil(2));
         match self {
-            MethodConfig::AdaLora(c) => grown(c.init_r),
-            MethodConfig::SalientLora(c) => grown(c.init_r),
+            // AdaLoRA's paper starts at 1.5x the target (12 for 8, 6 for 4, 3 for 2).
+            MethodConfig::AdaLora(c) => c.init_r.unwrap_or_else(|| (budget * 3).div_ceil(2)),
+            // SalientLoRA's starts at 7.5x (15 for 2).
+            MethodConfig::SalientLora(c) => c.init_r.unwrap_or_else(|| (budget * 15).div_ceil(2).min(256).max(budget)),
             MethodConfig::Lora | MethodConfig::ALora(_) | MethodConfig::RoLora(_) => budget,
         }
     }
@@ -444,6 +452,9 @@ impl MethodConfig {
                     return Err(bad("method.tfinal_ratio", "tinit_ratio + tfinal_ratio must be < 1"));
                 }
                 unit("method.final_ratio", c.final_ratio)?;
+                if matches!(c.iteration_steps, Some(l) if l < 3) {
+                    return Err(bad("method.iteration_steps", "must be >= 3"));
+                }
                 if c.delta_t == Some(0) {
                     return Err(bad("method.delta_t", "must be >= 1"));
                 }
@@ -496,6 +507,10 @@ mod tests {
         let back: MethodConfig = serde_json::from_value(serde_json::to_value(&c).unwrap()).unwrap();
         assert_eq!(back, c);
         assert_eq!(MethodConfig::default_for(Method::AdaLora).init_rank(8), 12);
+        // SalientLoRA's paper recipe: r_init 15 for a target average of 2.
+        assert_eq!(MethodConfig::default_for(Method::SalientLora).init_rank(2), 15);
+        assert_eq!(MethodConfig::default_for(Method::SalientLora).init_rank(4), 30);
+        assert_eq!(MethodConfig::default_for(Method::SalientLora).init_rank(64), 256);
     }
 
     #[test]
@@ -522,6 +537,7 @@ mod tests {
         );
         assert_eq!(field(MethodConfig::RoLora(RoLoraConfig { final_ratio: 1.0, ..Default::default() })), "method.final_ratio");
         assert_eq!(field(MethodConfig::RoLora(RoLoraConfig { iterations: 0, ..Default::default() })), "method.iterations");
+        assert_eq!(field(MethodConfig::RoLora(RoLoraConfig { iteration_steps: Some(2), ..Default::default() })), "method.iteration_steps");
         for m in Method::ALL {
             assert!(RunConfig { training: TrainingConfig::default(), method: MethodConfig::default_for(m) }.validate(8).is_ok(), "{m}");
         }

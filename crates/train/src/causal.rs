@@ -43,13 +43,14 @@ use self::judge::{Judge, JudgeItem};
 use crate::adapters::adalora::orthogonal_regularizer;
 use crate::adapters::llama::{LlamaHook, LlamaVariantHook};
 use crate::adapters::{AdapterKind, AdapterSpec, Adapters};
-use crate::allocator::{for_method_with, oracle_batch, rank_map, AblationOracle, AllocContext, AllocatorSetup, RankAllocator};
+use crate::allocator::{for_method_with, oracle_batch, rank_map, AblationOracle, AllocatorSetup, RankAllocator};
 use crate::checkpoint::{self, Best, Checkpoint};
 use crate::export::{ExportMethod, ADAPTER_WEIGHTS};
 use crate::model::llama::{load_smollm2, DecoderHook, DecoderInputs, Llama};
 use crate::model::llama_generate::{greedy, GenerateOptions};
 use crate::model::llama_tokenizer::LlamaTokenizer;
-use crate::params::{clip_grads, collect_grads, AdamW, ParamStore};
+use crate::params::{collect_grads, AdamW, ParamStore};
+use crate::step::{after_backward, Trainable};
 use crate::trainer::{emit_metrics, epoch_order, learning_rate, peak_memory_bytes, total_steps};
 use crate::{ArtifactKind, TrainError, TrainEvent, TrainJob, TrainOutput, CHECKPOINT_DIR};
 
@@ -209,9 +210,10 @@ pub fn run<B: AutodiffBackend>(
     let mut store = ParamStore::<B::InnerBackend>::new();
     let init_r = cfg.method.init_rank(job.budget) as usize;
     let spec = AdapterSpec { kind: AdapterKind::for_method(&cfg.method), rank: init_r, alpha: t.lora_alpha, dropout: t.lora_dropout };
-    let adapters = Adapters::build_llama(&model.config, &t.target_modules, spec, &mut store, &mut rng, &device)?;
+    let mut adapters = Adapters::build_llama(&model.config, &t.target_modules, spec, &mut store, &mut rng, &device)?;
     let setup = AllocatorSetup::for_run(total, init_r, job.budget, &adapters, data.train.len(), t.batch_size, job.seed);
     let (allocator, method) = for_method_with::<B::InnerBackend>(&cfg.method, &setup)?;
+    adapters.set_masking(allocator.masking());
     let oracle_batch = oracle_batch(&cfg.method, allocator.as_ref(), job.seed, &data.train, &data.validation);
     let adam = AdamW::new(store.params.len(), t.weight_decay);
     let mut run =
@@ -361,6 +363,7 @@ pub fn run<B: AutodiffBackend>(
         "trainable_params": { "start": start_trainable, "peak": peak_trainable, "end": end_trainable },
         "final_ranks": run.adapters.list.iter().map(|a| json!([a.module, a.live_rank()])).collect::<Vec<_>>(),
         "rank_budget": run.allocator.budget(),
+        "allocator": run.allocator.describe(),
         "train_seconds": train_seconds,
         "eval_seconds": eval_seconds,
         "wall_seconds": started.elapsed().as_secs_f64(),
@@ -402,28 +405,15 @@ impl<B: AutodiffBackend> CausalRun<'_, B> {
         }
         let loss_value = scalar(loss.clone());
         let grads = loss.backward();
-        let mut g = collect_grads(&live, &grads);
+        let g = collect_grads(&live, &grads);
         drop(live);
         let mut oracle = DecoderOracle::new(&self.model, &self.oracle_batch);
-        let mut ctx = AllocContext::new(step, &mut self.adapters, &mut self.store, &mut g);
-        ctx.adam = Some(&mut self.adam);
-        ctx.orth_loss = orth_loss;
-        if !oracle.samples.is_empty() {
-            ctx.oracle = Some(&mut oracle);
-        }
-        let allocated = self.allocator.allocate(&mut ctx);
-        let logs = std::mem::take(&mut ctx.log);
-        drop(ctx);
-        let changed = allocated?;
-        let keep = self.adapters.keep_masks::<B::InnerBackend>(self.store.params.len(), &self.device);
-        for (gi, k) in g.iter_mut().zip(&keep) {
-            if let (Some(grad), Some(k)) = (gi.as_mut(), k) {
-                *grad = grad.clone() * k.clone();
-            }
-        }
-        let norm = clip_grads(&mut g, t.grad_clip);
-        self.adam.step(&mut self.store, &g, &keep, learning_rate(t.learning_rate, s, total, warmup));
-        Ok((loss_value, changed, norm, logs))
+        let oracle: Option<&mut dyn AblationOracle<B::InnerBackend>> = if oracle.samples.is_empty() { None } else { Some(&mut oracle) };
+        let state =
+            Trainable { adapters: &mut self.adapters, store: &mut self.store, adam: &mut self.adam, allocator: self.allocator.as_mut() };
+        let lr = learning_rate(t.learning_rate, s, total, warmup);
+        let out = after_backward(g, step, lr, t.grad_clip, orth_loss, state, oracle)?;
+        Ok((loss_value, out.changed, out.grad_norm, out.log))
     }
 
     /// Mean answer-token loss of the current weights on `samples` (no dropout).

@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::adapters::Adapters;
 use crate::allocator::{AllocatorState, RankAllocator};
 use crate::model::weights::{read_safetensors, write_safetensors, HostTensor};
-use crate::params::{AdamW, ParamStore};
+use crate::params::{AdamW, ComponentSteps, ParamStore};
 use crate::{TrainError, TrainJob};
 
 const STATE: &str = "state.json";
@@ -56,6 +56,9 @@ struct StateJson {
     fingerprint: String,
     step: u64,
     adam_t: u64,
+    /// Per-component Adam step counts of resized parameters, by parameter name.
+    #[serde(default)]
+    adam_component_steps: BTreeMap<String, ComponentSteps>,
     masks: Vec<Vec<bool>>,
     allocator: Value,
     best: Option<BestJson>,
@@ -112,6 +115,12 @@ impl<B: Backend> Checkpoint<B> {
             fingerprint: String::new(),
             step,
             adam_t: adam.t,
+            adam_component_steps: store
+                .params
+                .iter()
+                .zip(&adam.component_steps)
+                .filter_map(|(p, c)| c.clone().map(|c| (p.name.clone(), c)))
+                .collect(),
             masks: adapters.list.iter().map(|a| a.mask.clone()).collect(),
             allocator: json,
             best: best.map(|b| BestJson { step: b.step, metric: b.metric, masks: b.masks.clone() }),
@@ -139,6 +148,7 @@ impl<B: Backend> Checkpoint<B> {
             p.value = get("param").ok_or_else(|| TrainError::Other(format!("checkpoint: {} missing", p.name)))?;
             adam.m[i] = get("adam_m");
             adam.v[i] = get("adam_v");
+            adam.component_steps[i] = self.state.adam_component_steps.get(&p.name).cloned();
         }
         adam.t = self.state.adam_t;
         // Adapters resized during training (RoLoRA, ALoRA) come back at their saved size.

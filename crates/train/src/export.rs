@@ -362,6 +362,7 @@ pub fn load_peft<B: Backend>(dir: &Path, bert: &Bert<B>, device: &B::Device) -> 
                         e: None,
                         scale: alpha_i / r as f64,
                         mask: vec![true; r],
+                        masking: Default::default(),
                     }
                 }
                 "ADALORA" => {
@@ -389,6 +390,7 @@ pub fn load_peft<B: Backend>(dir: &Path, bert: &Bert<B>, device: &B::Device) -> 
                         e: Some(ei),
                         scale: alpha / (init_r + 1e-5),
                         mask: vec![true; r],
+                        masking: Default::default(),
                     }
                 }
                 other => return Err(bad(format!("peft_type {other:?} is not supported (LORA, ADALORA)"))),

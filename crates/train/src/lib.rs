@@ -16,6 +16,7 @@ pub mod device;
 pub mod export;
 pub mod model;
 pub mod params;
+pub mod step;
 pub mod tokenize;
 pub mod trainer;
 

@@ -24,7 +24,7 @@ use serde_json::{json, Map, Value};
 
 use crate::adapters::adalora::orthogonal_regularizer;
 use crate::adapters::{AdapterKind, AdapterSpec, Adapters, VariantHook, VariantMasks};
-use crate::allocator::{for_method_with, oracle_batch, rank_map, AblationOracle, AllocContext, AllocatorSetup, RankAllocator};
+use crate::allocator::{for_method_with, oracle_batch, rank_map, AblationOracle, AllocatorSetup, RankAllocator};
 use crate::assets::locate_minilm;
 use crate::checkpoint::{self, Best, Checkpoint};
 use crate::data::{prepare, HeadTask, Sample};
@@ -32,7 +32,8 @@ use crate::export::{ExportMethod, TrainedAdapter};
 use crate::model::bert::{Bert, HeadParams, Inputs};
 use crate::model::head::init_head;
 use crate::model::load_minilm;
-use crate::params::{clip_grads, collect_grads, AdamW, ParamStore};
+use crate::params::{collect_grads, AdamW, ParamStore};
+use crate::step::{after_backward, Trainable};
 use crate::tokenize::{collate, Batch};
 use crate::{ArtifactKind, TrainError, TrainEvent, TrainJob, TrainOutput, CHECKPOINT_DIR};
 
@@ -97,9 +98,10 @@ pub fn run<B: AutodiffBackend>(
     let head = init_head(&mut store, &bert.pooler, data.task.outputs(), t.train_pooler, &mut rng, &device);
     let init_r = cfg.method.init_rank(job.budget) as usize;
     let spec = AdapterSpec { kind: AdapterKind::for_method(&cfg.method), rank: init_r, alpha: t.lora_alpha, dropout: t.lora_dropout };
-    let adapters = Adapters::build_bert(&bert.config, &t.target_modules, spec, &mut store, &mut rng, &device)?;
+    let mut adapters = Adapters::build_bert(&bert.config, &t.target_modules, spec, &mut store, &mut rng, &device)?;
     let setup = AllocatorSetup::for_run(total, init_r, job.budget, &adapters, data.train.len(), t.batch_size, job.seed);
     let (allocator, method) = for_method_with::<B::InnerBackend>(&cfg.method, &setup)?;
+    adapters.set_masking(allocator.masking());
     let oracle_batch = oracle_batch(&cfg.method, allocator.as_ref(), job.seed, &data.train, &data.validation);
     let adam = AdamW::new(store.params.len(), t.weight_decay);
     let mut run = Run::<B> { job, device, bert, task: data.task.clone(), store, adapters, head, allocator, adam, method, oracle_batch };
@@ -240,6 +242,7 @@ pub fn run<B: AutodiffBackend>(
         "trainable_params": { "start": start_trainable, "peak": peak_trainable, "end": end_trainable },
         "final_ranks": run.adapters.list.iter().map(|a| json!([a.module, a.live_rank()])).collect::<Vec<_>>(),
         "rank_budget": run.allocator.budget(),
+        "allocator": run.allocator.describe(),
         "train_seconds": train_seconds,
         "wall_seconds": started.elapsed().as_secs_f64(),
         "examples_per_second": examples_seen as f64 / train_seconds.max(1e-9),
@@ -276,28 +279,15 @@ impl<B: AutodiffBackend> Run<'_, B> {
         }
         let loss_value: f64 = loss.clone().into_scalar().elem_f64();
         let grads = loss.backward();
-        let mut g = collect_grads(&live, &grads);
+        let g = collect_grads(&live, &grads);
         drop(live);
         let mut oracle = BertOracle::<B> { bert: &self.bert, head: self.head, task: &self.task, samples: &self.oracle_batch };
-        let mut ctx = AllocContext::new(step, &mut self.adapters, &mut self.store, &mut g);
-        ctx.adam = Some(&mut self.adam);
-        ctx.orth_loss = orth_loss;
-        if !self.oracle_batch.is_empty() {
-            ctx.oracle = Some(&mut oracle);
-        }
-        let changed = self.allocator.allocate(&mut ctx)?;
-        let logs = std::mem::take(&mut ctx.log);
-        drop(ctx);
-        let keep = self.adapters.keep_masks::<B::InnerBackend>(self.store.params.len(), &self.device);
-        for (gi, k) in g.iter_mut().zip(&keep) {
-            if let (Some(grad), Some(k)) = (gi.as_mut(), k) {
-                *grad = grad.clone() * k.clone();
-            }
-        }
-        let norm = clip_grads(&mut g, t.grad_clip);
+        let oracle: Option<&mut dyn AblationOracle<B::InnerBackend>> = if self.oracle_batch.is_empty() { None } else { Some(&mut oracle) };
+        let state =
+            Trainable { adapters: &mut self.adapters, store: &mut self.store, adam: &mut self.adam, allocator: self.allocator.as_mut() };
         let lr = learning_rate(t.learning_rate, s, total, warmup);
-        self.adam.step(&mut self.store, &g, &keep, lr);
-        Ok((loss_value, changed, norm, logs))
+        let out = after_backward(g, step, lr, t.grad_clip, orth_loss, state, oracle)?;
+        Ok((loss_value, out.changed, out.grad_norm, out.log))
     }
 
     /// Metrics of the current weights on `samples` (no dropout).

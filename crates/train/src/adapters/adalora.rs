@@ -7,7 +7,7 @@ use burn::tensor::Tensor;
 use rand::rngs::StdRng;
 use rand::Rng;
 
-use super::{Adapter, AdapterKind, AdapterSpec, Adapters};
+use super::{Adapter, AdapterKind, AdapterSpec, Adapters, Masking};
 use crate::model::bert::Site;
 use crate::model::weights::HostTensor;
 use crate::params::ParamStore;
@@ -53,15 +53,17 @@ pub fn init<B: Backend>(
         e: Some(e),
         scale: spec.alpha / (r as f64 + 1e-5),
         mask: vec![true; r],
+        masking: Default::default(),
     }
 }
 
-/// `scale * x (Q ⊙ (e ⊙ m))^T P^T` for `x [n, in]` (dropout already applied).
+/// `scale * x (Q ⊙ (e ⊙ m))^T P^T` for `x [n, in]` (dropout already applied; with
+/// [`Masking::ZeroE`] the mask lives in e itself and is not applied again).
 pub fn delta<B: Backend>(ad: &Adapter, x: Tensor<B, 2>, params: &[Tensor<B, 2>]) -> Tensor<B, 2> {
     let e_idx = ad.e.expect("the SVD triple has lora_E");
     let q = params[ad.a].clone();
     let mut e = params[e_idx].clone();
-    if ad.mask.iter().any(|m| !m) {
+    if ad.masking == Masking::Freeze && ad.mask.iter().any(|m| !m) {
         e = e * ad.mask_column::<B>(&q.device());
     }
     x.matmul((q * e).transpose()).matmul(params[ad.b].clone().transpose()) * ad.scale

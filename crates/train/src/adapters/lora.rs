@@ -41,6 +41,7 @@ pub fn init<B: Backend>(
         e: None,
         scale: spec.alpha / r as f64,
         mask: vec![true; r],
+        masking: Default::default(),
     }
 }
 

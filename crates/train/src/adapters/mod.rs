@@ -42,6 +42,20 @@ impl AdapterKind {
     }
 }
 
+/// What a masked component of the SVD triple is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Masking {
+    /// Gated off and frozen: `e ⊙ m` in the forward pass, no gradient, no optimizer update
+    /// (SalientLoRA, RoLoRA; ALoRA's gates on the plain pair).
+    #[default]
+    Freeze,
+    /// PEFT's AdaLoRA: masking only zeroes `lora_E`. Every component keeps training (a
+    /// masked e grows back until the next masking, which is recomputed from all components,
+    /// so it can come back), and after the final allocation the masked e are zeroed again
+    /// after every optimizer step. The mask is the rank pattern, not a gate.
+    ZeroE,
+}
+
 /// One adapted linear layer.
 #[derive(Debug, Clone)]
 pub struct Adapter {
@@ -62,6 +76,7 @@ pub struct Adapter {
     pub scale: f64,
     /// Live components (all true for LoRA).
     pub mask: Vec<bool>,
+    pub masking: Masking,
 }
 
 impl Adapter {
@@ -152,7 +167,7 @@ impl Adapters {
     pub fn keep_masks<B: Backend>(&self, n_params: usize, device: &B::Device) -> Vec<Option<Tensor<B, 2>>> {
         let mut keep = vec![None; n_params];
         for ad in &self.list {
-            if ad.mask.iter().all(|m| *m) {
+            if ad.masking == Masking::ZeroE || ad.mask.iter().all(|m| *m) {
                 continue;
             }
             let col = ad.mask_column::<B>(device);
@@ -178,6 +193,21 @@ impl Adapters {
         b.matmul(a) * ad.scale
     }
 
+    /// How masked components behave, for every adapter.
+    pub fn set_masking(&mut self, masking: Masking) {
+        self.list.iter_mut().for_each(|a| a.masking = masking);
+    }
+
+    /// Zeroes the `lora_E` entries of masked components (PEFT's `mask_using_rank_pattern`).
+    pub fn zero_masked_e<B: Backend>(&self, store: &mut ParamStore<B>) {
+        for ad in &self.list {
+            if let (Some(e), true) = (ad.e, ad.mask.iter().any(|m| !m)) {
+                let device = store.params[e].value.device();
+                store.params[e].value = store.params[e].value.clone() * ad.mask_column::<B>(&device);
+            }
+        }
+    }
+
     pub fn total_live(&self) -> usize {
         self.list.iter().map(Adapter::live_rank).sum()
     }
@@ -201,9 +231,11 @@ impl Adapters {
     /// components whose contribution is exactly zero (LoRA kind: A rows Kaiming-uniform,
     /// B columns 0; SVD triple: P, Q ~ N(0, 0.02), e = 0), so the adapter's output is
     /// unchanged when `keep` holds every component that contributes. The optimizer moments and
-    /// this step's gradients follow the components (new entries 0). Kept components keep their
-    /// mask bit; new ones are live. The scale is unchanged. An adapter left with no
-    /// component keeps one masked (gated-off) component so that no tensor has a zero dim.
+    /// this step's gradients follow the components (new entries 0), and so do the
+    /// optimizer's per-component step counts (new components start at 0: see [`AdamW`]).
+    /// Kept components keep their mask bit; new ones are live. The scale is unchanged. An
+    /// adapter left with no component keeps one masked (gated-off) component so that no
+    /// tensor has a zero dim.
     #[allow(clippy::too_many_arguments)]
     pub fn resize<B: Backend>(
         &mut self,
@@ -275,9 +307,11 @@ impl Adapters {
         let b_like = |t: &Tensor<B, 2>| cols(&HostTensor::from_tensor(t), &mut || 0.0).to_tensor::<B, 2>(&device);
         let e_like = |t: &Tensor<B, 2>| rows(&HostTensor::from_tensor(t), 1, &mut || 0.0).to_tensor::<B, 2>(&device);
         type Follow<'f, B> = &'f dyn Fn(&Tensor<B, 2>) -> Tensor<B, 2>;
-        let follow: [(Option<usize>, Follow<'_, B>); 3] = [(Some(a_idx), &a_like), (Some(b_idx), &b_like), (e_idx, &e_like)];
-        for (idx, f) in follow {
+        let follow: [(Option<usize>, Follow<'_, B>, bool); 3] =
+            [(Some(a_idx), &a_like, true), (Some(b_idx), &b_like, false), (e_idx, &e_like, true)];
+        for (idx, f, along_rows) in follow {
             let Some(idx) = idx else { continue };
+            adam.resize_components(idx, along_rows, old_r, &keep, grow);
             for slot in [adam.m.get_mut(idx), adam.v.get_mut(idx), grads.get_mut(idx)].into_iter().flatten() {
                 if let Some(t) = slot.take() {
                     *slot = Some(f(&t));

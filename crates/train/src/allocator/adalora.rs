@@ -9,8 +9,8 @@ use burn::tensor::Tensor;
 use rankfit_domain::run::AdaLoraConfig;
 use serde::{Deserialize, Serialize};
 
-use super::{mask_lowest, AllocContext, AllocatorState, RankAllocator};
-use crate::adapters::{AdapterKind, Adapters};
+use super::{AllocContext, AllocatorState, RankAllocator};
+use crate::adapters::{AdapterKind, Adapters, Masking};
 use crate::model::weights::HostTensor;
 use crate::params::ParamStore;
 use crate::TrainError;
@@ -173,6 +173,29 @@ impl<B: Backend> Importance<B> {
     }
 }
 
+/// Masks every component whose score is at or below the k-th smallest score (k >= 1;
+/// k = 0 masks nothing) and zeroes its `lora_E`; unmasks the rest. Returns whether a mask
+/// changed.
+pub fn mask_at_threshold<B: Backend>(scores: &[Vec<f32>], k: usize, adapters: &mut Adapters, store: &mut ParamStore<B>) -> bool {
+    let mut all: Vec<f32> = scores.iter().flatten().copied().collect();
+    let threshold = if k == 0 || all.is_empty() {
+        f32::NEG_INFINITY
+    } else {
+        let k = k.min(all.len());
+        *all.select_nth_unstable_by(k - 1, f32::total_cmp).1
+    };
+    let mut changed = false;
+    for (ad, s) in adapters.list.iter_mut().zip(scores) {
+        let mask: Vec<bool> = s.iter().map(|&v| v > threshold).collect();
+        if ad.mask != mask {
+            changed = true;
+            ad.mask = mask;
+        }
+    }
+    adapters.zero_masked_e(store);
+    changed
+}
+
 /// AdaLoRA's RankAllocator (PEFT `tuners/adalora/model.py`), METHODS.md section 2.
 pub struct AdaLoraAllocator<B: Backend> {
     pub schedule: AdaLoraSchedule,
@@ -191,13 +214,15 @@ impl<B: Backend> AdaLoraAllocator<B> {
         }
     }
 
-    /// Masks the `b0 - budget` lowest-scoring components over all adapters and zeroes
-    /// their `lora_E`.
+    /// PEFT's `mask_to_budget`: with k = b0 - budget, the threshold is the k-th smallest
+    /// score over all components (`torch.kthvalue`), and every component scoring at or below
+    /// it is masked (so ties mask more than k) and its `lora_E` zeroed. Recomputed from all
+    /// components each time: a component masked before comes back when its score rose.
     fn mask_to_budget(&mut self, budget: u64, adapters: &mut Adapters, store: &mut ParamStore<B>) -> bool {
         let scores = self.importance.scores(adapters);
-        let n_mask = self.schedule.init_budget.saturating_sub(budget) as usize;
+        let k = self.schedule.init_budget.saturating_sub(budget) as usize;
         self.budget = budget;
-        mask_lowest(&scores, n_mask, true, adapters, store)
+        mask_at_threshold(&scores, k, adapters, store)
     }
 }
 
@@ -215,13 +240,19 @@ impl<B: Backend> RankAllocator<B> for AdaLoraAllocator<B> {
             self.importance.clear();
             changed
         } else {
-            // Final phase: the mask is frozen (pruned components get no updates).
+            // Final phase: the rank pattern is fixed; masked e are zeroed after every step
+            // (PEFT's `mask_using_rank_pattern`).
+            ctx.adapters.zero_masked_e(ctx.store);
             false
         })
     }
 
     fn budget(&self) -> u64 {
         self.budget
+    }
+
+    fn masking(&self) -> Masking {
+        Masking::ZeroE
     }
 
     fn scheduled_budget(&self, step: u64) -> u64 {
@@ -234,6 +265,11 @@ impl<B: Backend> RankAllocator<B> for AdaLoraAllocator<B> {
 
     fn orth_reg_weight(&self) -> f64 {
         self.orth_reg_weight
+    }
+
+    fn describe(&self) -> serde_json::Value {
+        serde_json::json!({ "schedule": self.schedule, "orth_reg_weight": self.orth_reg_weight,
+                            "beta1": self.importance.beta1, "beta2": self.importance.beta2 })
     }
 
     fn state(&self) -> AllocatorState {

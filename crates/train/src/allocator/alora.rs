@@ -57,8 +57,9 @@ pub fn ablation_importance<B: Backend>(
 
 /// One round's decision from the scores: the `n_prune` lowest live components (ties: by
 /// position) and how many new components each adapter receives. Receivers are the adapters
-/// that lost nothing (all adapters when every one lost something), `n_prune / receivers`
-/// each, the remainder one by one to those with the highest mean importance.
+/// that lost nothing, `n_prune / receivers` each, the remainder one by one to those with the
+/// highest mean importance. When every adapter lost a component, nothing is added back
+/// (Algorithm 1, line 6: "if there are modules not pruned"), and the budget shrinks.
 pub fn plan_round(scores: &[Vec<Option<f64>>], n_prune: usize) -> (Vec<(usize, usize)>, Vec<usize>) {
     let mut live: Vec<(f64, usize, usize)> =
         scores.iter().enumerate().flat_map(|(k, s)| s.iter().enumerate().filter_map(move |(i, v)| v.map(|v| (v, k, i)))).collect();
@@ -66,10 +67,7 @@ pub fn plan_round(scores: &[Vec<Option<f64>>], n_prune: usize) -> (Vec<(usize, u
     let pruned: Vec<(usize, usize)> = live.iter().take(n_prune.min(live.len())).map(|&(_, k, i)| (k, i)).collect();
     let n = pruned.len();
     let k = scores.len();
-    let mut receivers: Vec<usize> = (0..k).filter(|m| !pruned.iter().any(|p| p.0 == *m)).collect();
-    if receivers.is_empty() {
-        receivers = (0..k).collect();
-    }
+    let receivers: Vec<usize> = (0..k).filter(|m| !pruned.iter().any(|p| p.0 == *m)).collect();
     let mean = |m: usize| {
         let v: Vec<f64> = scores[m].iter().flatten().copied().collect();
         if v.is_empty() {
@@ -79,7 +77,7 @@ pub fn plan_round(scores: &[Vec<Option<f64>>], n_prune: usize) -> (Vec<(usize, u
         }
     };
     let mut grow = vec![0usize; k];
-    if n > 0 {
+    if n > 0 && !receivers.is_empty() {
         for &m in &receivers {
             grow[m] = n / receivers.len();
         }
@@ -183,6 +181,10 @@ impl<B: Backend> RankAllocator<B> for ALoraAllocator<B> {
         true
     }
 
+    fn describe(&self) -> serde_json::Value {
+        serde_json::json!({ "rounds_at": self.rounds_at, "n_prune": self.n_prune })
+    }
+
     fn state(&self) -> AllocatorState {
         AllocatorState { json: serde_json::json!({ "budget": self.budget }), tensors: Vec::new() }
     }
@@ -275,6 +277,11 @@ mod tests {
         let (pruned, grow) = plan_round(&s, 8);
         assert!(pruned.iter().all(|p| p.0 == 0) && pruned.len() == 8);
         assert_eq!(grow, vec![0, 3, 3, 2]);
+        // Every module lost a component: Algorithm 1 adds none back (line 6).
+        let s = vec![vec![Some(0.1), Some(0.5)], vec![Some(0.2), Some(0.6)]];
+        let (pruned, grow) = plan_round(&s, 2);
+        assert_eq!(pruned, vec![(0, 0), (1, 0)]);
+        assert_eq!(grow, vec![0, 0]);
     }
 
     #[test]

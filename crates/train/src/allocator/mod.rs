@@ -1,12 +1,14 @@
 //! Rank allocators: who decides which adapter components stay live, and how many each
 //! adapter has.
 //!
-//! The training loop calls [`RankAllocator::allocate`] once per step, after the backward
-//! pass and before gradient clipping and the optimizer step, with the raw gradients. An
-//! allocator may rewrite the adapters' masks (and zero pruned `lora_E` entries) and, for
-//! the methods that move ranks between modules (RoLoRA, ALoRA), resize adapters: it then
-//! moves the optimizer moments and this step's gradients along (see [`Adapters::resize`]).
-//! The loop freezes pruned components in the optimizer afterwards.
+//! The training loop calls [`RankAllocator::allocate`] once per step in PEFT's order
+//! (`loss.backward(); clip; optimizer.step(); update_and_allocate(step)`): after the
+//! optimizer step, with the updated weights and this step's clipped gradients (see
+//! [`crate::step::after_backward`]). An allocator may rewrite the adapters' masks (and zero
+//! pruned `lora_E` entries) and, for the methods that move ranks between modules (RoLoRA,
+//! ALoRA), resize adapters: it then moves the optimizer moments and step counts along (see
+//! [`Adapters::resize`]). With [`Masking::Freeze`] the loop freezes masked components in the
+//! optimizer from the next step on; AdaLoRA uses PEFT's [`Masking::ZeroE`].
 //!
 //! One module per method; [`for_method`] / [`for_method_with`] is the single selection
 //! point every training loop (encoder and decoder) uses.
@@ -31,7 +33,7 @@ pub use alora::ALoraAllocator;
 pub use rolora::RoLoraAllocator;
 pub use salientlora::{SalientLoraAllocator, SalientSchedule};
 
-use crate::adapters::Adapters;
+use crate::adapters::{Adapters, Masking};
 use crate::export::ExportMethod;
 use crate::model::weights::HostTensor;
 use crate::params::{AdamW, ParamStore};
@@ -67,11 +69,12 @@ where
 
 /// What an allocator sees at one step.
 pub struct AllocContext<'a, B: Backend> {
-    /// 1-based step that just ran its backward pass.
+    /// 1-based step whose optimizer update just ran.
     pub step: u64,
     pub adapters: &'a mut Adapters,
     pub store: &'a mut ParamStore<B>,
-    /// Raw gradients of this step, one per parameter; resized along with the adapters.
+    /// This step's gradients (clipped, masked ones zeroed under [`Masking::Freeze`]), one
+    /// per parameter; resized along with the adapters.
     pub grads: &'a mut [Option<Tensor<B, 2>>],
     /// The optimizer: methods that resize adapters (RoLoRA, ALoRA) move its moments.
     pub adam: Option<&'a mut AdamW<B>>,
@@ -121,6 +124,13 @@ pub trait RankAllocator<B: Backend> {
     fn needs_oracle(&self) -> bool {
         false
     }
+    /// What a masked component is (the loop sets it on the adapters).
+    fn masking(&self) -> Masking {
+        Masking::Freeze
+    }
+    /// The resolved schedule (every default filled in), recorded in the run summary as
+    /// `allocator` so that a comparison can show how each method was actually run.
+    fn describe(&self) -> serde_json::Value;
     fn state(&self) -> AllocatorState;
     fn restore(&mut self, state: AllocatorState, device: &B::Device) -> Result<(), TrainError>;
 }
@@ -151,10 +161,9 @@ pub struct AllocatorSetup {
 
 impl AllocatorSetup {
     /// The setup of a training run over `adapters`, `total` steps of `batch_size` examples
-    /// from `n_train`. Module types are the distinct last path segments of the adapted
-    /// modules (`query`, `value`, `q_proj`, ...).
+    /// from `n_train`. Module types are the distinct [`module_type`]s of the adapted modules.
     pub fn for_run(total: u64, init_r: usize, budget: u32, adapters: &Adapters, n_train: usize, batch_size: u32, seed: u64) -> Self {
-        let mut types: Vec<&str> = adapters.list.iter().filter_map(|a| a.module.rsplit('.').next()).collect();
+        let mut types: Vec<&str> = adapters.list.iter().map(|a| module_type(&a.module)).collect();
         types.sort_unstable();
         types.dedup();
         Self {
@@ -167,6 +176,21 @@ impl AllocatorSetup {
             seed,
         }
     }
+}
+
+/// A module's type within its block: the path after the layer index
+/// (`bert.encoder.layer.3.attention.output.dense` -> `attention.output.dense`,
+/// `model.layers.0.self_attn.q_proj` -> `self_attn.q_proj`). The last segment alone would
+/// fold BERT's three `dense` modules into one.
+pub fn module_type(path: &str) -> &str {
+    let mut rest = path;
+    while let Some((head, tail)) = rest.split_once('.') {
+        if !head.is_empty() && head.bytes().all(|b| b.is_ascii_digit()) {
+            return tail;
+        }
+        rest = tail;
+    }
+    path
 }
 
 /// ALoRA's fixed ablation batch when `allocator` needs one: `val_batch` examples of
@@ -268,6 +292,9 @@ impl<B: Backend> RankAllocator<B> for FixedRank {
     }
     fn orth_reg_weight(&self) -> f64 {
         0.0
+    }
+    fn describe(&self) -> serde_json::Value {
+        serde_json::json!({ "rank_total": self.budget })
     }
     fn state(&self) -> AllocatorState {
         AllocatorState::default()
@@ -377,6 +404,17 @@ pub(crate) mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn module_types_keep_berts_three_dense_modules_apart() {
+        use crate::model::bert::{module_path, Site};
+        let paths: Vec<String> = Site::ALL.iter().map(|&s| module_path(2, s)).collect();
+        let types: std::collections::BTreeSet<&str> = paths.iter().map(|p| module_type(p)).collect();
+        assert_eq!(types.len(), 6, "{types:?}");
+        assert!(types.contains("attention.output.dense") && types.contains("intermediate.dense") && types.contains("output.dense"));
+        assert_eq!(module_type("model.layers.11.self_attn.q_proj"), "self_attn.q_proj");
+        assert_eq!(module_type("lm_head"), "lm_head");
+    }
 
     #[test]
     fn rounding_never_exceeds_the_cap() {

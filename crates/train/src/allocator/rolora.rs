@@ -61,6 +61,8 @@ pub struct RoLoraAllocator<B: Backend> {
     modules: u64,
     /// Steps per iteration L.
     seg: u64,
+    /// Steps of the whole run.
+    total: u64,
     targets: Vec<u64>,
     seed: u64,
     importance: Importance<B>,
@@ -73,12 +75,21 @@ pub struct RoLoraAllocator<B: Backend> {
 
 impl<B: Backend> RoLoraAllocator<B> {
     pub fn new(cfg: &RoLoraConfig, total: u64, r_avg: usize, modules: u64, seed: u64) -> Result<Self, TrainError> {
-        let seg = (total as f64 * (1.0 - cfg.final_ratio) / f64::from(cfg.iterations.max(1))).floor() as u64;
+        let seg = cfg
+            .iteration_steps
+            .unwrap_or_else(|| (total as f64 * (1.0 - cfg.final_ratio) / f64::from(cfg.iterations.max(1))).floor() as u64);
+        if seg * u64::from(cfg.iterations) > total {
+            return Err(TrainError::Config(format!(
+                "method.iteration_steps: {} iterations of {seg} steps do not fit in the run's {total} steps",
+                cfg.iterations
+            )));
+        }
         let this = Self {
             cfg: cfg.clone(),
             r_avg,
             modules,
             seg,
+            total,
             targets: sparsify_targets(cfg, r_avg, modules),
             seed,
             importance: Importance::new(cfg.beta1, cfg.beta2),
@@ -190,6 +201,19 @@ impl<B: Backend> RankAllocator<B> for RoLoraAllocator<B> {
         self.cfg.orth_reg_weight
     }
 
+    fn describe(&self) -> serde_json::Value {
+        let first = self.schedule(1, self.r_avg as u64 * self.modules);
+        let iterations = u64::from(self.cfg.iterations);
+        serde_json::json!({
+            "iterations": iterations,
+            "iteration_steps": self.seg,
+            "final_steps": self.total.saturating_sub(self.seg * iterations),
+            "sparsify": { "tinit": first.tinit, "tfinal": first.tfinal, "delta_t": first.delta_t },
+            "sparsify_targets": self.targets,
+            "orth_reg_weight": self.cfg.orth_reg_weight,
+        })
+    }
+
     fn state(&self) -> AllocatorState {
         AllocatorState {
             json: serde_json::json!({ "budget": self.budget, "ranks": self.ranks, "start_total": self.start_total }),
@@ -223,6 +247,18 @@ mod tests {
         assert_eq!(frank_wolfe_update(&[4, 2, 6], &[1, 1, 2], 4, 2), (vec![3, 3, 6], vec![3, 3, 6]));
         // Iteration 3: gamma = 1/3; s = [0, 3, 3] (mean 2) -> [0, 6, 6]; r = 2/3 [3,3,6] + 1/3 s = [2, 4, 6].
         assert_eq!(frank_wolfe_update(&[3, 3, 6], &[0, 3, 3], 4, 3), (vec![0, 6, 6], vec![2, 4, 6]));
+    }
+
+    #[test]
+    fn phase_lengths_are_configurable_and_described() {
+        let d = RoLoraAllocator::<T>::new(&RoLoraConfig::default(), 100, 4, 6, 0).unwrap().describe();
+        assert_eq!((d["iterations"].as_u64(), d["iteration_steps"].as_u64(), d["final_steps"].as_u64()), (Some(3), Some(26), Some(22)));
+        let cfg = RoLoraConfig { iteration_steps: Some(30), ..RoLoraConfig::default() };
+        let d = RoLoraAllocator::<T>::new(&cfg, 100, 4, 6, 0).unwrap().describe();
+        assert_eq!((d["iteration_steps"].as_u64(), d["final_steps"].as_u64()), (Some(30), Some(10)));
+        assert_eq!(d["sparsify"]["tinit"], 3);
+        let cfg = RoLoraConfig { iteration_steps: Some(40), ..RoLoraConfig::default() };
+        assert!(RoLoraAllocator::<T>::new(&cfg, 100, 4, 6, 0).is_err(), "3 x 40 > 100 steps");
     }
 
     #[test]

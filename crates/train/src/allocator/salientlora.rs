@@ -116,20 +116,28 @@ pub fn magnitudes<B: Backend>(series: Tensor<B, 2>, weights: &[f64]) -> Vec<f32>
     HostTensor::from_tensor(&series.abs().matmul(w)).data
 }
 
+/// Guard of the Pearson and slope denominators (units of e², which late in training is
+/// ~1e-8 and smaller: a fixed 1e-8 would halve rho there and silently drop the influence
+/// term). The reference implementation uses 1e-15.
+pub const TINY: f64 = 1e-15;
+
 /// The influence graph of `series [N, T]` as a dense row-major `N x N` weight matrix:
 /// edge i -> j with weight `s_ij = cov(e_i, e_j) / var(e_i)` when `rho_ij >= beta` and
-/// `s_ij >= gamma` (i != j; a constant series has no edges).
+/// `s_ij >= gamma` (i != j; a constant series has no edges). Invariant to the scale of e.
 pub fn influence_edges<B: Backend>(series: Tensor<B, 2>, beta: f64, gamma: f64) -> Vec<f32> {
     let [n, t] = series.dims();
     let device = series.device();
+    let mean_sq = series.clone().square().mean_dim(1); // [N, 1]
     let centered = series.clone() - series.mean_dim(1);
     let cov = centered.clone().matmul(centered.clone().transpose()) / t as f64;
     let var = centered.square().sum_dim(1) / t as f64; // [N, 1]
     let std = var.clone().sqrt();
-    let rho = cov.clone() / (std.clone().matmul(std.transpose()) + EPS);
-    let slope = cov / (var.clone() + EPS);
+    let rho = cov.clone() / (std.clone().matmul(std.transpose()) + TINY);
+    let slope = cov / (var.clone() + TINY);
     let off_diag = Tensor::<B, 2>::ones([n, n], &device) - Tensor::<B, 2>::eye(n, &device);
-    let varies = var.greater_elem(EPS).float(); // [N, 1]: rows of constant series get no edges
+    // Rows of (numerically) constant series get no edges: variance below f32 round-off of
+    // the series' own magnitude.
+    let varies = var.greater(mean_sq * 1e-10 + 1e-30).float(); // [N, 1]
     let edges = rho.greater_equal_elem(beta).float() * slope.clone().greater_equal_elem(gamma).float() * off_diag * varies;
     HostTensor::from_tensor(&(slope * edges)).data
 }
@@ -182,38 +190,46 @@ fn find_cycle(w: &[f32], n: usize) -> Option<Vec<(usize, usize)>> {
 }
 
 /// Path-sum influence on a DAG `w` (row-major `n x n`): `D_i = sum_{i->j} s_ij D'_j` with
-/// `D'_j = 1` for a node without outgoing edges, else `D_j`; iterated as
-/// `D <- W (h ⊙ D + (1 - h))` (h = has-outgoing indicator) until it stops changing (at most
-/// the longest path's length).
-pub fn path_sums<B: Backend>(w: &[f32], n: usize, device: &B::Device) -> Vec<f32> {
-    if n == 0 {
-        return Vec::new();
-    }
-    let wt = Tensor::<B, 2>::from_data(TensorData::new(w.to_vec(), [n, n]), device);
-    let has_out = wt.clone().abs().sum_dim(1).greater_elem(0.0).float(); // [N, 1]
-    let leaf = has_out.clone().neg() + 1.0;
-    let mut d = Tensor::<B, 2>::zeros([n, 1], device);
-    let mut last = vec![0f32; n];
-    for _ in 0..=n {
-        d = wt.clone().matmul(has_out.clone() * d + leaf.clone());
-        let now = HostTensor::from_tensor(&d).data;
-        if now == last {
-            break;
+/// `D'_j = 1` for a node without outgoing edges, else `D_j`. Computed exactly in f64, in
+/// reverse topological order (one pass over the edges). Path sums grow like the product of
+/// slopes along the longest path (>= gamma^depth), which overflows f32 on long chains; a sum
+/// beyond f64's range saturates at `f64::MAX` instead of becoming inf (and In NaN).
+pub fn path_sums(w: &[f32], n: usize) -> Vec<f64> {
+    let out: Vec<Vec<(usize, f64)>> =
+        (0..n).map(|i| (0..n).filter(|&j| w[i * n + j] != 0.0).map(|j| (j, f64::from(w[i * n + j]))).collect()).collect();
+    let mut d: Vec<Option<f64>> = vec![None; n];
+    for start in 0..n {
+        // Iterative post-order DFS: a node is summed once all its successors are.
+        let mut stack = vec![(start, false)];
+        while let Some((u, expanded)) = stack.pop() {
+            if d[u].is_some() {
+                continue;
+            }
+            if expanded {
+                let sum: f64 = out[u].iter().map(|&(j, s)| s * if out[j].is_empty() { 1.0 } else { d[j].unwrap_or(0.0) }).sum();
+                d[u] = Some(if sum.is_finite() { sum } else { f64::MAX.copysign(sum) });
+            } else {
+                stack.push((u, true));
+                stack.extend(out[u].iter().filter(|&&(j, _)| d[j].is_none()).map(|&(j, _)| (j, false)));
+            }
         }
-        last = now;
     }
-    last
+    d.into_iter().map(|x| x.unwrap_or(0.0)).collect()
 }
 
-/// `In = D / sum D` of the window `series [N, T]` (0 everywhere when there is no edge).
+/// `In = D / sum D` of the window `series [N, T]` (0 everywhere when there is no edge),
+/// computed relative to the largest D so that it stays finite.
 pub fn influence<B: Backend>(series: Tensor<B, 2>, beta: f64, gamma: f64) -> Vec<f32> {
     let n = series.dims()[0];
-    let device = series.device();
     let mut w = influence_edges(series, beta, gamma);
     break_cycles(&mut w, n);
-    let d = path_sums::<B>(&w, n, &device);
-    let total: f64 = d.iter().map(|&x| f64::from(x)).sum();
-    d.iter().map(|&x| (f64::from(x) / (total + EPS)) as f32).collect()
+    let d = path_sums(&w, n);
+    let top = d.iter().fold(0f64, |m, &x| m.max(x.abs()));
+    if top == 0.0 {
+        return vec![0.0; n];
+    }
+    let total: f64 = d.iter().map(|&x| x / top).sum();
+    d.iter().map(|&x| (x / top / total) as f32).collect()
 }
 
 /// Salience of the live components: `lambda * Mn + (1 - lambda) * In`, where the window
@@ -355,6 +371,11 @@ impl<B: Backend> RankAllocator<B> for SalientLoraAllocator<B> {
         self.orth_reg_weight
     }
 
+    fn describe(&self) -> serde_json::Value {
+        serde_json::json!({ "schedule": self.schedule, "beta": self.beta, "gamma": self.gamma, "lambda": self.lambda,
+                            "orth_reg_weight": self.orth_reg_weight })
+    }
+
     fn state(&self) -> AllocatorState {
         let mut tensors = Vec::new();
         if let Some(first) = self.records.first() {
@@ -434,13 +455,58 @@ mod tests {
         break_cycles(&mut w, n);
         assert_eq!(w, vec![0.0, 2.5, 0.0, 0.0, 0.0, 3.0, 0.0, 0.0, 0.0]);
         // D2 = 0 (no outgoing edge), D1 = 3.0 * 1, D0 = 2.5 * D1 = 7.5.
-        let d = path_sums::<T>(&w, n, &Default::default());
-        close(&d, &[7.5, 3.0, 0.0]);
+        let d = path_sums(&w, n);
+        assert_eq!(d, vec![7.5, 3.0, 0.0]);
         // Two paths: 0 -> 1 -> 2 and 0 -> 2 directly (2.0): D0 = 2.5 * 3 + 2.0 * 1 = 9.5.
         w[2] = 2.0;
-        close(&path_sums::<T>(&w, n, &Default::default()), &[9.5, 3.0, 0.0]);
+        assert_eq!(path_sums(&w, n), vec![9.5, 3.0, 0.0]);
         // No edges: no influence.
-        close(&path_sums::<T>(&[0.0; 4], 2, &Default::default()), &[0.0, 0.0]);
+        assert_eq!(path_sums(&[0.0; 4], 2), vec![0.0, 0.0]);
+    }
+
+    #[test]
+    fn edges_do_not_depend_on_the_scale_of_e() {
+        // Late in training singular values are ~1e-4: with a fixed 1e-8 added to
+        // sigma_i sigma_j (~1e-8 there) rho halved and the edge below went away.
+        let dev = Default::default();
+        let e0 = [1.0f32, 2.0, 3.0, 4.0];
+        for scale in [1.0f32, 1e-4, 1e-6] {
+            let mut data: Vec<f32> = e0.iter().map(|v| v * scale).collect();
+            data.extend(e0.iter().map(|v| (2.5 * v + 1.0) * scale));
+            let w = influence_edges(Tensor::<T, 2>::from_data(TensorData::new(data, [2, 4]), &dev), 0.9, 2.0);
+            assert!((w[1] - 2.5).abs() < 1e-3 && w[0] == 0.0 && w[2] == 0.0 && w[3] == 0.0, "scale {scale}: {w:?}");
+        }
+    }
+
+    #[test]
+    fn long_chains_of_steep_slopes_give_finite_influence_and_the_least_salient_go_first() {
+        // A chain 0 -> 1 -> ... -> 59 of slope 10: D_0 = 10^59, beyond f32 (the old f32 path
+        // sums became inf, In = inf / inf = NaN, and a NaN salience was never pruned).
+        let n = 60;
+        let mut w = vec![0f32; n * n];
+        for i in 0..n - 1 {
+            w[i * n + i + 1] = 10.0;
+        }
+        let d = path_sums(&w, n);
+        assert!((d[0] / 1e59 - 1.0).abs() < 1e-9 && d[n - 1] == 0.0, "{:e}", d[0]);
+        // The same chain from time series: e_{i+1} = 10 e_i + noise-free offset.
+        let dev = Default::default();
+        let base = [1.0f32, 2.0, 4.0, 3.0, 5.0];
+        let mut data = Vec::new();
+        for i in 0..12 {
+            let k = 3f32.powi(i);
+            data.extend(base.iter().map(|v| v * k));
+        }
+        let series = Tensor::<T, 2>::from_data(TensorData::new(data, [12, 5]), &dev);
+        let inf = influence(series.clone(), 0.9, 2.0);
+        assert!(inf.iter().all(|v| v.is_finite()), "{inf:?}");
+        assert!((inf.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        let s = salience(series, &[0; 12], &[1.0; 5], 0.9, 2.0, 0.7);
+        assert!(s.iter().all(|v| v.is_finite()), "{s:?}");
+        // mask_lowest prunes the smallest: the last (largest-magnitude, no-influence) node is
+        // not it; the first (smallest magnitude, but the head of the chain) is not either.
+        let lowest = s.iter().enumerate().min_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
+        assert!(lowest > 0 && lowest < 11, "{s:?}");
     }
 
     #[test]

@@ -50,7 +50,8 @@ use rankfit_train::model::head::init_head;
 use rankfit_train::model::llama::Llama;
 use rankfit_train::model::llama_assets::ensure_smollm2;
 use rankfit_train::model::load_minilm;
-use rankfit_train::params::{clip_grads, collect_grads, AdamW, ParamStore};
+use rankfit_train::params::{collect_grads, AdamW, ParamStore};
+use rankfit_train::step::{after_backward, Trainable};
 use rankfit_train::tokenize::{Batch, Encoded};
 use rankfit_train::trainer::{peak_memory_bytes, BertOracle};
 use rankfit_train::CpuBackend as B;
@@ -335,6 +336,7 @@ fn child(args: &Args) -> Result<Value, Box<dyn std::error::Error>> {
         seed: 0,
     };
     let (mut allocator, _) = for_method_with::<Inner>(&config, &setup)?;
+    adapters.set_masking(allocator.masking());
     let mut adam = AdamW::new(store.params.len(), 0.0);
     let trainable = adapters.live_params();
     let mut timed = 0.0;
@@ -383,16 +385,9 @@ fn train_step(
         }
     }
     let grads = loss.backward();
-    let mut g = collect_grads(&live, &grads);
+    let g = collect_grads(&live, &grads);
     drop(live);
-    let mut ctx = AllocContext::new(step, adapters, store, &mut g);
-    ctx.adam = Some(adam);
-    ctx.orth_loss = orth;
-    allocator.allocate(&mut ctx)?;
-    drop(ctx);
-    let keep = adapters.keep_masks::<Inner>(store.params.len(), device);
-    clip_grads(&mut g, 1.0);
-    adam.step(store, &g, &keep, 1e-3);
+    after_backward(g, step, 1e-3, 1.0, orth, Trainable { adapters, store, adam, allocator }, None)?;
     // Force the lazy work to finish before the clock stops.
     let _ = store.params[adapters.list[0].a].value.clone().sum().into_scalar();
     Ok(())
