@@ -269,15 +269,19 @@ mod tests {
         assert!(m_after.data[n..].iter().all(|&x| x == 0.0));
         assert_eq!(adam.component_steps[a].as_ref().map(|c| c.t.clone()), Some(vec![100, 0]));
 
-        // Ten more steps of a constant gradient: Adam's bias-corrected update is exactly lr for
-        // every entry that has its own count. With the shared count the new component's
-        // tenth update would be ~2.1 lr (m_hat = (1-0.9^10) g, v_hat = (1-0.999^10) g^2 / (1-0.999^110)).
+        // Ten more steps of gradient 2 everywhere (what component 1 always had): Adam's
+        // bias-corrected update is then exactly lr for every entry counted by its own steps.
+        // With the shared count the new component's tenth update would be ~2.1 lr
+        // (m_hat = (1-0.9^10) g, v_hat = (1-0.999^10) g^2 / (1-0.999^110)).
+        let twos = |store: &ParamStore<T>| -> Vec<Option<Tensor<T, 2>>> {
+            store.params.iter().map(|p| Some(p.value.ones_like() * 2.0)).collect()
+        };
         for _ in 0..9 {
-            let g = grads(&store);
+            let g = twos(&store);
             adam.step(&mut store, &g, &[], lr);
         }
         let before = HostTensor::from_tensor(&store.params[a].value);
-        let g = grads(&store);
+        let g = twos(&store);
         adam.step(&mut store, &g, &[], lr);
         let after = HostTensor::from_tensor(&store.params[a].value);
         for (i, (x, y)) in before.data.iter().zip(&after.data).enumerate() {

@@ -474,7 +474,7 @@ mod tests {
             let mut data: Vec<f32> = e0.iter().map(|v| v * scale).collect();
             data.extend(e0.iter().map(|v| (2.5 * v + 1.0) * scale));
             let w = influence_edges(Tensor::<T, 2>::from_data(TensorData::new(data, [2, 4]), &dev), 0.9, 2.0);
-            assert!((w[1] - 2.5).abs() < 1e-3 && w[0] == 0.0 && w[2] == 0.0 && w[3] == 0.0, "scale {scale}: {w:?}");
+            assert!((w[1] - 2.5).abs() < 1e-2 && w[0] == 0.0 && w[2] == 0.0 && w[3] == 0.0, "scale {scale}: {w:?}");
         }
     }
 

@@ -40,7 +40,7 @@ use rankfit_train::adapters::{AdapterKind, AdapterSpec, Adapters};
 use rankfit_train::allocator::alora::ablation_importance;
 use rankfit_train::allocator::rolora::frank_wolfe_update;
 use rankfit_train::allocator::salientlora::salience;
-use rankfit_train::allocator::{for_method_with, AllocContext, AllocatorSetup, RankAllocator};
+use rankfit_train::allocator::{for_method_with, AllocatorSetup, RankAllocator};
 use rankfit_train::assets::{default_assets_dir, ensure_minilm};
 use rankfit_train::causal::answer_nll;
 use rankfit_train::causal::data::{CausalBatch, CausalSample};
