@@ -273,9 +273,8 @@ mod tests {
         // bias-corrected update is then exactly lr for every entry counted by its own steps.
         // With the shared count the new component's tenth update would be ~2.1 lr
         // (m_hat = (1-0.9^10) g, v_hat = (1-0.999^10) g^2 / (1-0.999^110)).
-        let twos = |store: &ParamStore<T>| -> Vec<Option<Tensor<T, 2>>> {
-            store.params.iter().map(|p| Some(p.value.ones_like() * 2.0)).collect()
-        };
+        let twos =
+            |store: &ParamStore<T>| -> Vec<Option<Tensor<T, 2>>> { store.params.iter().map(|p| Some(p.value.ones_like() * 2.0)).collect() };
         for _ in 0..9 {
             let g = twos(&store);
             adam.step(&mut store, &g, &[], lr);

@@ -66,3 +66,51 @@ pub fn after_backward<B: Backend>(
     let log = std::mem::take(&mut ctx.log);
     Ok(StepOutcome { changed: changed?, grad_norm, log })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::{AdapterKind, Masking};
+    use crate::allocator::testing::toy;
+    use crate::allocator::FixedRank;
+    use crate::model::weights::HostTensor;
+
+    /// Adapter 0's component 1 masked; one step with gradient 1 everywhere. Returns, per
+    /// parameter of adapter 0 (Q, e, P), whether component 0 and component 1 moved.
+    fn step_with(masking: Masking) -> Vec<(bool, bool)> {
+        let (mut adapters, mut store, mut adam) = toy(1, 2, AdapterKind::Svd, 5);
+        adapters.set_masking(masking);
+        adapters.list[0].mask = vec![true, false];
+        let ad = adapters.list[0].clone();
+        let parts = [(ad.a, true), (ad.e.unwrap(), true), (ad.b, false)];
+        let before: Vec<HostTensor> = parts.iter().map(|&(i, _)| store.host(i)).collect();
+        let grads = store.params.iter().map(|p| Some(p.value.ones_like())).collect();
+        let mut alloc = FixedRank { budget: 2 };
+        let state = Trainable { adapters: &mut adapters, store: &mut store, adam: &mut adam, allocator: &mut alloc };
+        after_backward(grads, 1, 1e-2, 0.0, None, state, None).unwrap();
+        parts
+            .iter()
+            .zip(before)
+            .map(|(&(i, rows), b)| {
+                let a = store.host(i);
+                let width = if rows { a.shape[1] } else { 1 };
+                let moved = |c: usize| {
+                    a.data.iter().zip(&b.data).enumerate().any(|(k, (x, y))| {
+                        let comp = if rows { k / width } else { k % a.shape[1] };
+                        comp == c && x != y
+                    })
+                };
+                (moved(0), moved(1))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn frozen_components_stay_put_and_peft_masked_ones_keep_training() {
+        // Freeze (SalientLoRA, RoLoRA): the masked component's Q row, e entry and P column
+        // are exactly as they were; the live one moved.
+        assert_eq!(step_with(Masking::Freeze), vec![(true, false); 3]);
+        // PEFT's AdaLoRA: every component trains; masking is only e = 0 at allocations.
+        assert_eq!(step_with(Masking::ZeroE), vec![(true, true); 3]);
+    }
+}

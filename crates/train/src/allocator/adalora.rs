@@ -288,7 +288,63 @@ impl<B: Backend> RankAllocator<B> for AdaLoraAllocator<B> {
 
 #[cfg(test)]
 mod tests {
+    use burn::tensor::TensorData;
+
+    use super::super::testing::{toy, T};
     use super::*;
+
+    fn t(data: Vec<f32>, shape: [usize; 2]) -> Tensor<T, 2> {
+        Tensor::from_data(TensorData::new(data, shape), &Default::default())
+    }
+
+    #[test]
+    fn sensitivity_emas_and_component_scores_by_hand() {
+        // One triple of rank 2 on a [6 -> 5] layer: Q = 1, e = [2, 3], P = 0.5; gradients
+        // 0.1 on Q, [1, -1] on e, 0.2 on P. |w g| is 0.1 on every Q and P entry and [2, 3] on e.
+        let (adapters, mut store, _) = toy(1, 2, AdapterKind::Svd, 1);
+        let ad = adapters.list[0].clone();
+        let e = ad.e.unwrap();
+        store.params[ad.a].value = t(vec![1.0; 12], [2, 6]);
+        store.params[e].value = t(vec![2.0, 3.0], [2, 1]);
+        store.params[ad.b].value = t(vec![0.5; 10], [5, 2]);
+        let mut grads = vec![None; store.params.len()];
+        grads[ad.a] = Some(t(vec![0.1; 12], [2, 6]));
+        grads[e] = Some(t(vec![1.0, -1.0], [2, 1]));
+        grads[ad.b] = Some(t(vec![0.2; 10], [5, 2]));
+        let mut imp = Importance::<T>::new(0.85, 0.85);
+        imp.update(&adapters, &store, &grads);
+        imp.update(&adapters, &store, &grads);
+        // Twice with the same I: Ibar = (0.15 * 0.85 + 0.15) I = 0.2775 I and
+        // U = 0.85 * (0.15 * 0.85 I) + 0.15 |I - 0.2775 I| = 0.21675 I, so s = 0.060148125 I^2.
+        // S_k = s(e_k) + mean_j s(Q_kj) + mean_j s(P_jk) = 0.060148125 (e_k^2 + 0.01 + 0.01).
+        let got = imp.scores(&adapters);
+        let want = [0.060148125 * 4.02, 0.060148125 * 9.02];
+        for (g, w) in got[0].iter().zip(want) {
+            assert!((f64::from(*g) - w).abs() < 1e-6 * w, "{got:?} vs {want:?}");
+        }
+    }
+
+    #[test]
+    fn masking_at_the_kth_score_masks_ties_too_and_zeroes_e() {
+        let (mut adapters, mut store, _) = toy(2, 3, AdapterKind::Svd, 2);
+        for ad in &adapters.list {
+            store.params[ad.e.unwrap()].value = t(vec![1.0, 2.0, 3.0], [3, 1]);
+        }
+        // k = 2: the 2nd smallest score is 0.2, and both components scoring 0.2 go with the 0.1.
+        let scores = vec![vec![0.5, 0.2, 0.9], vec![0.1, 0.2, 0.7]];
+        assert!(mask_at_threshold(&scores, 2, &mut adapters, &mut store));
+        assert_eq!(adapters.list[0].mask, vec![true, false, true]);
+        assert_eq!(adapters.list[1].mask, vec![false, false, true]);
+        assert_eq!(HostTensor::from_tensor(&store.params[adapters.list[1].e.unwrap()].value).data, vec![0.0, 0.0, 3.0]);
+        // Inverting the order masks the other end: the scores' direction matters.
+        let inverted: Vec<Vec<f32>> = scores.iter().map(|s| s.iter().map(|v| -v).collect()).collect();
+        mask_at_threshold(&inverted, 2, &mut adapters, &mut store);
+        assert_eq!(adapters.list[0].mask, vec![true, true, false]);
+        assert_eq!(adapters.list[1].mask, vec![true, true, false]);
+        // Recomputed from all components: what was masked comes back. k = 0 masks nothing.
+        assert!(mask_at_threshold(&scores, 0, &mut adapters, &mut store));
+        assert!(adapters.list.iter().all(|a| a.mask.iter().all(|m| *m)));
+    }
 
     #[test]
     fn schedule_is_cubic_and_ends_at_target() {
