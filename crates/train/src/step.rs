@@ -41,7 +41,7 @@ pub fn after_backward<B: Backend>(
     grad_clip: f64,
     orth_loss: Option<f64>,
     state: Trainable<'_, B>,
-    mut oracle: Option<&mut dyn AblationOracle<B>>,
+    oracle: Option<&mut dyn AblationOracle<B>>,
 ) -> Result<StepOutcome, TrainError> {
     let Trainable { adapters, store, adam, allocator } = state;
     let device = match store.params.first() {
@@ -59,7 +59,7 @@ pub fn after_backward<B: Backend>(
     let mut ctx = AllocContext::new(step, adapters, store, &mut grads);
     ctx.adam = Some(adam);
     ctx.orth_loss = orth_loss;
-    if let Some(o) = oracle.as_deref_mut() {
+    if let Some(o) = oracle {
         ctx.oracle = Some(o);
     }
     let changed = allocator.allocate(&mut ctx);

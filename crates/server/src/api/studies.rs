@@ -137,7 +137,7 @@ pub(crate) fn grid_cells(runs: &[RunRow]) -> Vec<GridCell> {
         }
     }
     let order = |m: &str| Method::ALL.iter().position(|x| x.as_str() == m).unwrap_or(usize::MAX);
-    cells.sort_by(|a, b| (a.dataset_id, a.budget, order(&a.method)).cmp(&(b.dataset_id, b.budget, order(&b.method))));
+    cells.sort_by_key(|a| (a.dataset_id, a.budget, order(&a.method)));
     cells
 }
 

@@ -118,7 +118,7 @@ fn plots_of(cells: &[Cell]) -> Vec<String> {
             Method::ALL
                 .iter()
                 .filter_map(|m| {
-                    let points: Vec<(f64, f64, Option<(f64, f64)>)> = of
+                    let points: Vec<plots::Point> = of
                         .iter()
                         .filter(|c| c.method == *m)
                         .filter_map(|c| {
@@ -256,10 +256,7 @@ pub async fn studies_page(State(st): State<AppState>, s: WebSession) -> PageResu
                 cancelled: r.study.cancelled_at.is_some(),
             })
             .collect(),
-        datasets: ds
-            .iter()
-            .map(|d| DatasetOption { id: d.id.to_string(), name: d.name.clone(), family: d.task_family.clone(), selected: false })
-            .collect(),
+        datasets: DatasetOption::list(&ds, |_| false),
         methods: method_options(""),
         budgets: [1, 2, 4, 8, 16, 32].into_iter().map(|b| (b, b == 2 || b == 8)).collect(),
     };
@@ -381,15 +378,7 @@ pub async fn leaderboard(State(st): State<AppState>, s: WebSession, Query(p): Qu
     let mut page = LeaderboardPage {
         title: "Leaderboard".into(),
         nav: Nav::signed_in(&s, "leaderboard"),
-        datasets: rows
-            .iter()
-            .map(|d| DatasetOption {
-                id: d.id.to_string(),
-                name: d.name.clone(),
-                family: d.task_family.clone(),
-                selected: chosen.is_some_and(|c| c.id == d.id),
-            })
-            .collect(),
+        datasets: DatasetOption::list(&rows, |d| chosen.is_some_and(|c| c.id == d.id)),
         dataset: chosen.map(|d| (d.id.to_string(), d.name.clone(), d.task_family.clone())),
         metric: String::new(),
         budgets: Vec::new(),

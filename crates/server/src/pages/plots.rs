@@ -12,10 +12,13 @@ const R: f64 = 110.0;
 const T: f64 = 12.0;
 const B: f64 = 36.0;
 
-/// One series: a label and points (x, y, optional interval of y).
+/// A point: x, y and an optional interval `(lo, hi)` of y.
+pub type Point = (f64, f64, Option<(f64, f64)>);
+
+/// One series: a label and its points.
 pub struct Series {
     pub label: String,
-    pub points: Vec<(f64, f64, Option<(f64, f64)>)>,
+    pub points: Vec<Point>,
 }
 
 fn esc(s: &str) -> String {
@@ -140,17 +143,29 @@ fn open(title: &str, aria: &str) -> String {
     )
 }
 
-/// Lines of y against x per series, with vertical interval bars where given.
-pub fn lines(title: &str, x_label: &str, y_label: &str, series: &[Series], log_x: bool) -> String {
+/// The figure's opening, with every point in its accessible label, and the axes; or, with
+/// nothing to draw, the whole (empty) figure.
+fn start(title: &str, series: &[Series], log_x: bool) -> Result<(String, Axes), String> {
     let aria = series
         .iter()
         .map(|s| format!("{}: {}", s.label, s.points.iter().map(|p| format!("({}, {:.4})", tick(p.0), p.1)).collect::<Vec<_>>().join(" ")))
         .collect::<Vec<_>>()
         .join("; ");
     let mut out = open(title, &format!("{title}. {aria}"));
-    let Some(ax) = Axes::fit(series, log_x) else {
-        out.push_str("</svg><figcaption>No finished cells yet.</figcaption></figure>");
-        return out;
+    match Axes::fit(series, log_x) {
+        Some(ax) => Ok((out, ax)),
+        None => {
+            out.push_str("</svg><figcaption>No finished cells yet.</figcaption></figure>");
+            Err(out)
+        }
+    }
+}
+
+/// Lines of y against x per series, with vertical interval bars where given.
+pub fn lines(title: &str, x_label: &str, y_label: &str, series: &[Series], log_x: bool) -> String {
+    let (mut out, ax) = match start(title, series, log_x) {
+        Ok(started) => started,
+        Err(empty) => return empty,
     };
     let mut xs: Vec<f64> = series.iter().flat_map(|s| s.points.iter().map(|p| p.0)).collect();
     xs.sort_by(f64::total_cmp);
@@ -185,15 +200,9 @@ pub fn lines(title: &str, x_label: &str, y_label: &str, series: &[Series], log_x
 /// Points of score (y, higher better) against a cost (x, lower better) per series, with
 /// the Pareto front over all points drawn as a dashed step line.
 pub fn pareto(title: &str, x_label: &str, y_label: &str, series: &[Series], log_x: bool) -> String {
-    let aria = series
-        .iter()
-        .map(|s| format!("{}: {}", s.label, s.points.iter().map(|p| format!("({}, {:.4})", tick(p.0), p.1)).collect::<Vec<_>>().join(" ")))
-        .collect::<Vec<_>>()
-        .join("; ");
-    let mut out = open(title, &format!("{title}. {aria}"));
-    let Some(ax) = Axes::fit(series, log_x) else {
-        out.push_str("</svg><figcaption>No finished cells yet.</figcaption></figure>");
-        return out;
+    let (mut out, ax) = match start(title, series, log_x) {
+        Ok(started) => started,
+        Err(empty) => return empty,
     };
     let all: Vec<(f64, f64)> = series.iter().flat_map(|s| s.points.iter().map(|p| (p.0, p.1))).collect();
     let (lo, hi) = all.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.0), b.max(p.0)));

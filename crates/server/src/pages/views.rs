@@ -420,6 +420,18 @@ pub struct DatasetOption {
     pub selected: bool,
 }
 
+impl DatasetOption {
+    /// A `<select>`'s options for `rows`, with `selected` marking the chosen one.
+    pub fn list(
+        rows: &[rankfit_store::datasets::DatasetRow],
+        selected: impl Fn(&rankfit_store::datasets::DatasetRow) -> bool,
+    ) -> Vec<Self> {
+        rows.iter()
+            .map(|d| DatasetOption { id: d.id.to_string(), name: d.name.clone(), family: d.task_family.clone(), selected: selected(d) })
+            .collect()
+    }
+}
+
 pub struct ModelOption {
     pub id: String,
     pub name: String,
@@ -460,15 +472,7 @@ pub async fn launch(State(st): State<AppState>, s: WebSession, Query(q): Query<L
     Ok(render(LaunchPage {
         title: "Launch a run".into(),
         nav: Nav::signed_in(&s, "launch"),
-        datasets: rows
-            .iter()
-            .map(|d| DatasetOption {
-                id: d.id.to_string(),
-                name: d.name.clone(),
-                family: d.task_family.clone(),
-                selected: Some(d.id) == chosen,
-            })
-            .collect(),
+        datasets: DatasetOption::list(&rows, |d| Some(d.id) == chosen),
         models,
         methods: method_options("adalora"),
         max_steps: t.max_steps.map(|v| v.to_string()).unwrap_or_default(),
