@@ -41,6 +41,28 @@ async fn upload_round_trip_and_validation_report() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(got["dataset"]["sha256"], ds["sha256"]);
     assert_eq!(api.stored_files().len(), 1);
+    // The rows exactly as runs see them, by split; another team sees nothing.
+    let rows = |query: String, tok: String| {
+        let (http, url) = (api.http.clone(), format!("{}/datasets/{id}/rows{query}", api.base));
+        async move {
+            let resp = http.get(url).bearer_auth(tok).send().await.unwrap();
+            (resp.status(), resp.text().await.unwrap())
+        }
+    };
+    let (status, all) = rows(String::new(), token.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{all}");
+    let all: Vec<Value> = all.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(all.len(), 40);
+    for split in ["train", "validation", "test"] {
+        let (_, text) = rows(format!("?split={split}"), token.clone()).await;
+        let n = text.lines().count() as u64;
+        assert_eq!(Some(n), ds["splits"][split].as_u64().or(Some(0)), "{split}: {}", ds["splits"]);
+        assert_eq!(n, all.iter().filter(|r| r["split"] == split).count() as u64);
+    }
+    assert!(all.iter().all(|r| r["target"]["class"] == "positive" || r["target"]["class"] == "negative"), "{:?}", all[0]);
+    assert_eq!(rows("?split=dev".into(), token.clone()).await.0, StatusCode::UNPROCESSABLE_ENTITY);
+    let other = api.team("others", false).await;
+    assert_eq!(rows(String::new(), other).await.0, StatusCode::NOT_FOUND);
     // Same name again: 409, and nothing new stored.
     let (status, body) = api.upload(&token, "sentiment", "s.jsonl", sentiment_jsonl(40).as_bytes(), &[]).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");

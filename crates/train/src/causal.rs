@@ -2,7 +2,7 @@
 //!
 //! Same shape as the encoder loop ([`crate::trainer`]): AdamW with linear warm-up/decay,
 //! gradient clipping, the run's rank allocator from [`for_method_with`] called after every
-//! backward, resumable checkpoints, the cancel flag, [`TrainEvent`]s for loss/lr/ranks.
+//! optimizer step (the shared [`crate::step::after_backward`]), resumable checkpoints, the cancel flag, [`TrainEvent`]s for loss/lr/ranks.
 //! What differs:
 //!
 //! - the loss is the mean next-token cross-entropy over the *answer* tokens only (prompt

@@ -4,8 +4,9 @@
 //!
 //! One step t (1-based) of T: forward on a shuffled batch (per-epoch order and per-step
 //! dropout both derived from the seed, so a resumed run replays the same stream), task loss
-//! (+ orthogonal regularizer for the SVD triple), backward, the allocator's importance
-//! update and masking on the raw gradients, clipping, AdamW (pruned components frozen).
+//! (+ orthogonal regularizer for the SVD triple), backward, then [`crate::step::after_backward`]
+//! in PEFT's order: clipping, AdamW, and the allocator's importance update and masking on
+//! the updated weights and clipped gradients.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};

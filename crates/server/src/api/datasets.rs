@@ -192,6 +192,53 @@ pub async fn delete(State(st): State<AppState>, Auth(team): Auth, Path(id): Path
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RowsQuery {
+    split: Option<String>,
+}
+
+/// The dataset's examples exactly as every run on it sees them (the stored file parsed with
+/// its options: same rows, same split assignment, same order), as JSON lines
+/// `{"text_a", "text_b", "target": {"class" | "score" | "text": ...}, "split"}`; `split`
+/// keeps one split. What a reference implementation needs to train on the same data.
+pub async fn rows(
+    State(st): State<AppState>,
+    Auth(team): Auth,
+    Path(id): Path<String>,
+    super::QueryParams(q): super::QueryParams<RowsQuery>,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let id = super::parse_id(&id, "dataset")?;
+    let split = match q.split.as_deref() {
+        None => None,
+        Some(s) => Some(Split::ALL.into_iter().find(|x| x.as_str() == s).ok_or_else(|| {
+            super::runs::field_error("split", format!("unknown split {s:?}; use train, validation or test"))
+        })?),
+    };
+    let row = datasets::get(&st.pool, team.id, id).await.map_err(not_found)?;
+    let opts: ParseOptions = serde_json::from_value(row.parse_options.0.clone()).map_err(AppError::internal)?;
+    let bytes = st.artifacts.get(&row.uri).await?;
+    let parsed = tokio::task::spawn_blocking(move || dataset::parse(&bytes, &opts))
+        .await
+        .map_err(AppError::internal)?
+        .map_err(|e| AppError::internal(format!("the stored dataset no longer parses: {e}")))?;
+    let mut body = String::new();
+    for ex in parsed.examples.iter().filter(|e| split.is_none_or(|s| e.split == s)) {
+        body.push_str(&serde_json::to_string(ex).map_err(AppError::internal)?);
+        body.push('\n');
+    }
+    let filename = format!("rankfit-dataset-{}{}.jsonl", row.id, split.map(|s| format!("-{}", s.as_str())).unwrap_or_default());
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "application/x-ndjson".to_string()),
+            (axum::http::header::CONTENT_DISPOSITION, format!("attachment; filename=\"{filename}\"")),
+        ],
+        body,
+    )
+        .into_response())
+}
+
 fn not_found(e: rankfit_store::StoreError) -> AppError {
     match e {
         rankfit_store::StoreError::NotFound => AppError::not_found("dataset"),

@@ -24,6 +24,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/tokens/{id}", axum::routing::delete(teams::revoke_token))
         .merge(uploads)
         .route("/datasets/{id}", get(datasets::get).delete(datasets::delete))
+        .route("/datasets/{id}/rows", get(datasets::rows))
         .route("/runs", post(runs::create).get(runs::list))
         .route("/runs/{id}", get(runs::get))
         .route("/runs/{id}/cancel", post(runs::cancel))

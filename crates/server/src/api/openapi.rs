@@ -41,6 +41,7 @@ pub async fn document() -> Json<Value> {
             },
             "/datasets/{id}": { "get": with_params(op("Get a dataset with its validation report", "datasets"), &id),
                                 "delete": with_params(op("Delete a dataset no run uses", "datasets"), &id) },
+            "/datasets/{id}/rows": { "get": with_params(op("The examples as every run sees them (same rows, splits, order), as JSON lines; split=train|validation|test keeps one", "datasets"), &[("id", "path", true), ("split", "query", false)]) },
             "/runs": {
                 "post": { "summary": "Queue a run", "tags": ["runs"],
                           "requestBody": { "content": { "application/json": { "schema": { "$ref": "#/components/schemas/CreateRun" } } } },
