@@ -22,7 +22,7 @@ pub struct DemoArgs {
     #[arg(long, default_value = "multiemo/all_sentence_en")]
     tasks: String,
     /// Examples taken from each task (keeps a CPU demo short).
-    #[arg(long, default_value_t = 600)]
+    #[arg(long, default_value_t = 320)]
     examples: usize,
     /// Methods to compare (comma separated; add `alora` for all five: its ablation rounds
     /// make it the slowest on a CPU).
@@ -98,25 +98,36 @@ async fn compare(args: &DemoArgs, assets_dir: &std::path::Path, token: &str) -> 
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    // A slice of each real task file, same structure.
+    // A slice of each real task file, same structure; a slice uploaded by an earlier demo is
+    // the same data and is reused.
+    let existing = check(http.get(format!("{base}/datasets")).bearer_auth(token).send().await?).await?;
     let mut dataset_ids = Vec::new();
     for task in args.tasks.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-        let path = assets::bigbench_task(assets_dir, task);
-        let raw: Value = serde_json::from_slice(&std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?)?;
-        let mut sliced = raw.clone();
-        if let Some(ex) = sliced.get_mut("examples").and_then(Value::as_array_mut) {
-            ex.truncate(args.examples);
-        }
-        let name = format!("{task} ({} examples) {}", args.examples, chrono_like_now());
-        let form = reqwest::multipart::Form::new()
-            .text("name", name.clone())
-            .text("format", "bigbench")
-            .text("task_family", "classification")
-            .part("file", reqwest::multipart::Part::bytes(serde_json::to_vec(&sliced)?).file_name("task.json"));
-        let resp = http.post(format!("{base}/datasets")).bearer_auth(token).multipart(form).send().await?;
-        let body = check(resp).await?;
-        let dataset = &body["dataset"];
-        println!("uploaded {name}: {} rows, splits {}, labels {}", dataset["row_count"], dataset["splits"], dataset["label_set"]);
+        let name = format!("{task} ({} examples)", args.examples);
+        let known = existing["datasets"].as_array().and_then(|ds| ds.iter().find(|d| d["name"] == name.as_str()));
+        let dataset = match known {
+            Some(d) => {
+                println!("reusing {name}: {} rows, splits {}", d["row_count"], d["splits"]);
+                d.clone()
+            }
+            None => {
+                let path = assets::bigbench_task(assets_dir, task);
+                let raw: Value = serde_json::from_slice(&std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?)?;
+                let mut sliced = raw.clone();
+                if let Some(ex) = sliced.get_mut("examples").and_then(Value::as_array_mut) {
+                    ex.truncate(args.examples);
+                }
+                let form = reqwest::multipart::Form::new()
+                    .text("name", name.clone())
+                    .text("format", "bigbench")
+                    .text("task_family", "classification")
+                    .part("file", reqwest::multipart::Part::bytes(serde_json::to_vec(&sliced)?).file_name("task.json"));
+                let body = check(http.post(format!("{base}/datasets")).bearer_auth(token).multipart(form).send().await?).await?;
+                let d = body["dataset"].clone();
+                println!("uploaded {name}: {} rows, splits {}, labels {}", d["row_count"], d["splits"], d["label_set"]);
+                d
+            }
+        };
         dataset_ids.push(dataset["id"].as_str().context("dataset id")?.to_string());
     }
 
@@ -127,7 +138,7 @@ async fn compare(args: &DemoArgs, assets_dir: &std::path::Path, token: &str) -> 
         .map(|b| b.trim().parse::<u32>().with_context(|| format!("--budgets: {b:?} is not a number")))
         .collect::<anyhow::Result<_>>()?;
     let spec = json!({
-        "name": format!("demo {}", chrono_like_now()),
+        "name": format!("demo {}", chrono::Utc::now().format("%Y-%m-%d %H:%M:%S UTC")),
         "dataset_ids": dataset_ids, "methods": methods, "budgets": budgets, "seeds": args.seeds,
         "base_model": "all-minilm-l6-v2",
         "training": { "epochs": args.epochs, "batch_size": 16, "max_seq_len": 64, "learning_rate": 2e-3,
@@ -218,16 +229,12 @@ async fn compare(args: &DemoArgs, assets_dir: &std::path::Path, token: &str) -> 
 }
 
 fn fmt_secs(s: f64) -> String {
-    if s < 90.0 {
-        format!("{s:.0} s")
+    let s = s.max(0.0).round() as u64;
+    if s < 90 {
+        format!("{s} s")
     } else {
-        format!("{:.0} min {:02.0} s", (s / 60.0).floor(), s % 60.0)
+        format!("{} min {:02} s", s / 60, s % 60)
     }
-}
-
-fn chrono_like_now() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    format!("@{secs}")
 }
 
 async fn check(resp: reqwest::Response) -> anyhow::Result<Value> {
@@ -237,4 +244,14 @@ async fn check(resp: reqwest::Response) -> anyhow::Result<Value> {
         bail!("API error {status}: {body}");
     }
     Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn durations_round_to_whole_seconds_before_splitting_minutes() {
+        assert_eq!(super::fmt_secs(45.2), "45 s");
+        assert_eq!(super::fmt_secs(359.7), "6 min 00 s");
+        assert_eq!(super::fmt_secs(125.0), "2 min 05 s");
+    }
 }

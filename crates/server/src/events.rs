@@ -22,8 +22,12 @@ impl EventHub {
         let hub = EventHub { tx: tx.clone() };
         tokio::spawn(async move {
             loop {
-                if let Err(e) = listen(&pool, &tx).await {
-                    tracing::warn!("event listener: {e}; reconnecting in 1s");
+                match listen(&pool, &tx).await {
+                    // The server is shutting down (the pool was closed): nothing to reconnect to.
+                    Err(sqlx::Error::PoolClosed) => return,
+                    Err(_) if pool.is_closed() => return,
+                    Err(e) => tracing::warn!("event listener: {e}; reconnecting in 1s"),
+                    Ok(()) => {}
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }

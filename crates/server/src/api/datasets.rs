@@ -212,9 +212,12 @@ pub async fn rows(
     let id = super::parse_id(&id, "dataset")?;
     let split = match q.split.as_deref() {
         None => None,
-        Some(s) => Some(Split::ALL.into_iter().find(|x| x.as_str() == s).ok_or_else(|| {
-            super::runs::field_error("split", format!("unknown split {s:?}; use train, validation or test"))
-        })?),
+        Some(s) => Some(
+            Split::ALL
+                .into_iter()
+                .find(|x| x.as_str() == s)
+                .ok_or_else(|| super::runs::field_error("split", format!("unknown split {s:?}; use train, validation or test")))?,
+        ),
     };
     let row = datasets::get(&st.pool, team.id, id).await.map_err(not_found)?;
     let opts: ParseOptions = serde_json::from_value(row.parse_options.0.clone()).map_err(AppError::internal)?;
