@@ -215,7 +215,8 @@ async fn compare(args: &DemoArgs, assets_dir: &std::path::Path, token: &str) -> 
             "paired bootstrap over test examples".into()
         };
         println!(
-            "  {:<12} budget {:>2}: {} [{}, {}] ({how}){}",
+            "  {} · {:<12} budget {:>2}: {} [{}, {}] ({how}){}",
+            c["dataset_name"].as_str().unwrap_or("?"),
             c["method"].as_str().unwrap_or("?"),
             c["budget"],
             pts(&d["summary"]["mean"]),

@@ -161,6 +161,19 @@ fn start(title: &str, series: &[Series], log_x: bool) -> Result<(String, Axes), 
     }
 }
 
+/// A point's dot at screen x `x`, with its vertical interval bar when it has one.
+fn marker(out: &mut String, ax: &Axes, x: f64, p: &Point, color: &str, radius: f64) {
+    if let Some((lo, hi)) = p.2 {
+        let _ = write!(
+            out,
+            r##"<line class="interval" x1="{x:.1}" x2="{x:.1}" y1="{:.1}" y2="{:.1}" stroke="{color}" stroke-width="1.5"/>"##,
+            ax.sy(lo),
+            ax.sy(hi)
+        );
+    }
+    let _ = write!(out, r##"<circle cx="{x:.1}" cy="{:.1}" r="{radius}" fill="{color}"/>"##, ax.sy(p.1));
+}
+
 /// Lines of y against x per series, with vertical interval bars where given.
 pub fn lines(title: &str, x_label: &str, y_label: &str, series: &[Series], log_x: bool) -> String {
     let (mut out, ax) = match start(title, series, log_x) {
@@ -180,16 +193,7 @@ pub fn lines(title: &str, x_label: &str, y_label: &str, series: &[Series], log_x
         let path: Vec<String> = pts.iter().map(|p| format!("{:.1},{:.1}", ax.sx(p.0) + dx, ax.sy(p.1))).collect();
         let _ = write!(out, r##"<polyline fill="none" stroke="{c}" stroke-width="2" points="{}"/>"##, path.join(" "));
         for p in &pts {
-            let x = ax.sx(p.0) + dx;
-            if let Some((lo, hi)) = p.2 {
-                let _ = write!(
-                    out,
-                    r##"<line class="interval" x1="{x:.1}" x2="{x:.1}" y1="{:.1}" y2="{:.1}" stroke="{c}" stroke-width="1.5"/>"##,
-                    ax.sy(lo),
-                    ax.sy(hi)
-                );
-            }
-            let _ = write!(out, r##"<circle cx="{x:.1}" cy="{:.1}" r="3.5" fill="{c}"/>"##, ax.sy(p.1));
+            marker(&mut out, &ax, ax.sx(p.0) + dx, p, c, 3.5);
         }
     }
     legend(&mut out, &series.iter().map(|s| s.label.as_str()).collect::<Vec<_>>());
@@ -218,16 +222,7 @@ pub fn pareto(title: &str, x_label: &str, y_label: &str, series: &[Series], log_
     for (i, s) in series.iter().enumerate() {
         let c = COLORS[i % COLORS.len()];
         for p in &s.points {
-            let (x, y) = (ax.sx(p.0), ax.sy(p.1));
-            if let Some((lo, hi)) = p.2 {
-                let _ = write!(
-                    out,
-                    r##"<line class="interval" x1="{x:.1}" x2="{x:.1}" y1="{:.1}" y2="{:.1}" stroke="{c}" stroke-width="1.5"/>"##,
-                    ax.sy(lo),
-                    ax.sy(hi)
-                );
-            }
-            let _ = write!(out, r##"<circle cx="{x:.1}" cy="{y:.1}" r="4" fill="{c}"/>"##);
+            marker(&mut out, &ax, ax.sx(p.0), p, c, 4.0);
         }
     }
     legend(&mut out, &series.iter().map(|s| s.label.as_str()).collect::<Vec<_>>());
