@@ -208,7 +208,6 @@ pub async fn rows(
     Path(id): Path<String>,
     super::QueryParams(q): super::QueryParams<RowsQuery>,
 ) -> ApiResult<axum::response::Response> {
-    use axum::response::IntoResponse;
     let id = super::parse_id(&id, "dataset")?;
     let split = match q.split.as_deref() {
         None => None,
@@ -232,14 +231,7 @@ pub async fn rows(
         body.push('\n');
     }
     let filename = format!("rankfit-dataset-{}{}.jsonl", row.id, split.map(|s| format!("-{}", s.as_str())).unwrap_or_default());
-    Ok((
-        [
-            (axum::http::header::CONTENT_TYPE, "application/x-ndjson".to_string()),
-            (axum::http::header::CONTENT_DISPOSITION, format!("attachment; filename=\"{filename}\"")),
-        ],
-        body,
-    )
-        .into_response())
+    Ok(super::file_response("application/x-ndjson", "attachment", &filename, body))
 }
 
 fn not_found(e: rankfit_store::StoreError) -> AppError {

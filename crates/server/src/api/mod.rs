@@ -101,3 +101,23 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequestP
         serde_urlencoded::from_str(query).map(QueryParams).map_err(|e| crate::AppError::bad_request(format!("query string: {e}")))
     }
 }
+
+/// A file response: `content_type`, `Content-Disposition` (`attachment`, or `inline` for
+/// text a browser may show) with `filename`, and the body.
+pub(crate) fn file_response(
+    content_type: &str,
+    disposition: &str,
+    filename: &str,
+    body: impl Into<axum::body::Body>,
+) -> axum::response::Response {
+    use axum::http::header;
+    use axum::response::IntoResponse;
+    (
+        [
+            (header::CONTENT_TYPE, content_type.to_string()),
+            (header::CONTENT_DISPOSITION, format!("{disposition}; filename=\"{filename}\"")),
+        ],
+        body.into(),
+    )
+        .into_response()
+}

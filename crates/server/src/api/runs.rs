@@ -294,11 +294,7 @@ pub async fn predictions(
     };
     let content_type = if format == "jsonl" { "application/x-ndjson" } else { "text/csv; charset=utf-8" };
     let filename = format!("rankfit-{}-predictions.{format}", run.id);
-    Ok((
-        [(header::CONTENT_TYPE, content_type.to_string()), (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{filename}\""))],
-        body,
-    )
-        .into_response())
+    Ok(super::file_response(content_type, "attachment", &filename, body))
 }
 
 /// index, predicted, reference, then one column per per-example score.

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use rankfit_domain::comparison::{self, Cell, Options, RunCosts, RunResult};
@@ -231,11 +231,7 @@ pub async fn table(
         other => return Err(field_error("format", format!("unknown format {other:?}; use json, csv, md or tex"))),
     };
     let filename = format!("rankfit-study-{}.{ext}", study.id);
-    Ok((
-        [(header::CONTENT_TYPE, content_type.to_string()), (header::CONTENT_DISPOSITION, format!("inline; filename=\"{filename}\""))],
-        body,
-    )
-        .into_response())
+    Ok(super::file_response(content_type, "inline", &filename, body))
 }
 
 /// The study's progress and grid as SSE `grid` events: one at once, then one whenever a
