@@ -277,6 +277,7 @@ pub async fn record_predictions(pool: &PgPool, run_id: Uuid, token: Uuid, split:
 
 #[derive(sqlx::FromRow)]
 struct PredictionRow {
+    run_id: Uuid,
     example_index: i32,
     predicted: Json<rankfit_domain::prediction::Output>,
     reference: Json<rankfit_domain::prediction::Output>,
@@ -285,15 +286,28 @@ struct PredictionRow {
 
 /// A run's stored predictions on `split`, by example index.
 pub async fn predictions(pool: &PgPool, run_id: Uuid, split: &str) -> Result<Vec<Prediction>> {
+    Ok(predictions_of_runs(pool, &[run_id], split).await?.remove(&run_id).unwrap_or_default())
+}
+
+/// The stored predictions on `split` of every run in `run_ids` (one query), by run and
+/// example index; runs without any are absent.
+pub async fn predictions_of_runs(pool: &PgPool, run_ids: &[Uuid], split: &str) -> Result<std::collections::HashMap<Uuid, Vec<Prediction>>> {
     let rows: Vec<PredictionRow> = sqlx::query_as(
-        "select example_index, predicted, reference, scores from prediction where run_id = $1 and split = $2 order by example_index",
+        "select run_id, example_index, predicted, reference, scores from prediction
+         where run_id = any($1) and split = $2 order by run_id, example_index",
     )
-    .bind(run_id)
+    .bind(run_ids)
     .bind(split)
     .fetch_all(pool)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| Prediction { index: r.example_index as u32, predicted: r.predicted.0, reference: r.reference.0, scores: r.scores.0 })
-        .collect())
+    let mut out: std::collections::HashMap<Uuid, Vec<Prediction>> = std::collections::HashMap::new();
+    for r in rows {
+        out.entry(r.run_id).or_default().push(Prediction {
+            index: r.example_index as u32,
+            predicted: r.predicted.0,
+            reference: r.reference.0,
+            scores: r.scores.0,
+        });
+    }
+    Ok(out)
 }

@@ -121,3 +121,10 @@ pub(crate) fn file_response(
     )
         .into_response()
 }
+
+/// `?format=...` of the download endpoints (adapter, predictions, study table).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FormatQuery {
+    pub format: Option<String>,
+}

@@ -219,19 +219,13 @@ pub async fn artifacts(State(st): State<AppState>, Auth(team): Auth, Path(id): P
     Ok(Json(json!({ "artifacts": artifacts::list(&st.pool, run.id).await? })))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AdapterQuery {
-    format: Option<String>,
-}
-
 /// `format`: `peft` (the run's own method, PEFT layout, zip), `lora` (plain-LoRA
 /// re-expression, zip) or `merged` (base weights with the adapter merged, safetensors).
 pub async fn download_adapter(
     State(st): State<AppState>,
     Auth(team): Auth,
     Path(id): Path<String>,
-    QueryParams(q): QueryParams<AdapterQuery>,
+    QueryParams(q): QueryParams<super::FormatQuery>,
 ) -> ApiResult<Response> {
     let run = owned_run(&st, team.id, &id).await?;
     let kind = match q.format.as_deref().unwrap_or("peft") {
@@ -259,19 +253,13 @@ pub async fn download_adapter(
         .into_response())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PredictionsQuery {
-    format: Option<String>,
-}
-
 /// The run's per-example test predictions (of its best-validation state): `jsonl` (one
 /// object per example: index, predicted, reference, per-example scores) or `csv`.
 pub async fn predictions(
     State(st): State<AppState>,
     Auth(team): Auth,
     Path(id): Path<String>,
-    QueryParams(q): QueryParams<PredictionsQuery>,
+    QueryParams(q): QueryParams<super::FormatQuery>,
 ) -> ApiResult<Response> {
     let run = owned_run(&st, team.id, &id).await?;
     let format = q.format.as_deref().unwrap_or("jsonl");

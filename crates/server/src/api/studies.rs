@@ -15,7 +15,7 @@ use rankfit_domain::task::TaskFamily;
 use rankfit_store::runs::{NewRun, RunRow};
 use rankfit_store::studies::{self, Progress, StudyRow};
 use rankfit_store::{datasets, StoreError};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -182,6 +182,8 @@ pub async fn extend(
 /// The comparison cells of a study's (or, with no study, a dataset's) succeeded runs.
 pub(crate) async fn cells(st: &AppState, team_id: Uuid, study_id: Option<Uuid>, dataset_id: Option<Uuid>) -> ApiResult<Vec<Cell>> {
     let rows = studies::results(&st.pool, team_id, study_id, dataset_id).await?;
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.run_id).collect();
+    let mut predictions = studies::predictions_of_runs(&st.pool, &ids, "test").await?;
     let mut results = Vec::with_capacity(rows.len());
     for r in rows {
         let (Some(family), Some(method)) = (TaskFamily::parse(&r.task_family), Method::parse(&r.method)) else {
@@ -200,17 +202,11 @@ pub(crate) async fn cells(st: &AppState, team_id: Uuid, study_id: Option<Uuid>, 
             metrics: RunResult::parse_metrics(&r.metrics.0),
             costs: RunCosts::from_summary(&r.summary.0),
             final_ranks: RunResult::parse_final_ranks(&r.summary.0),
-            predictions: studies::predictions(&st.pool, r.run_id, "test").await?,
+            predictions: predictions.remove(&r.run_id).unwrap_or_default(),
         });
     }
     // Bootstraps are CPU work: keep them off the async workers.
     tokio::task::spawn_blocking(move || comparison::aggregate(&results, &Options::default())).await.map_err(AppError::internal)
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TableQuery {
-    format: Option<String>,
 }
 
 /// The paper table (rows method × budget, columns datasets, mean ± std over seeds, Avg,
@@ -219,7 +215,7 @@ pub async fn table(
     State(st): State<AppState>,
     Auth(team): Auth,
     Path(id): Path<String>,
-    QueryParams(q): QueryParams<TableQuery>,
+    QueryParams(q): QueryParams<super::FormatQuery>,
 ) -> ApiResult<Response> {
     let study = owned_study(&st, team.id, &id).await?;
     let table = comparison::paper_table(&cells(&st, team.id, Some(study.id), None).await?);
