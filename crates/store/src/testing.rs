@@ -2,8 +2,15 @@
 //!
 //! The first test of any test binary starts the managed cluster under
 //! `$RANKFIT_TEST_PG_DIR` (default `<target>/rankfit-test-pg`); every test then gets a
-//! database of its own, freshly migrated. Set `RANKFIT_TEST_DATABASE_URL` to use an
-//! existing server instead (a database is still created per test).
+//! database of its own, freshly migrated, dropped when the test's [`TestDb`] is dropped. Set
+//! `RANKFIT_TEST_DATABASE_URL` to use an existing server instead (a database is still created
+//! and dropped per test).
+//!
+//! The cluster outlives the test binaries that share it (cargo runs them one after another,
+//! and starting PostgreSQL costs seconds each time): the next `cargo test` reuses it. Stop it
+//! with `pg_ctl -D target/rankfit-test-pg/pgdata stop` (as the `postgres` user when running as
+//! root). A killed test leaves its database behind: remove the directory of a stopped cluster
+//! to start afresh.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -43,6 +50,30 @@ pub struct TestDb {
     pub pool: PgPool,
     pub url: String,
     pub name: String,
+}
+
+impl Drop for TestDb {
+    /// Drops the test's database (closing the pool's connections first, by force): a test
+    /// run leaves no databases behind. Runs on its own thread, as the test's runtime may be
+    /// shutting down.
+    fn drop(&mut self) {
+        let (server, name) = (server_url(), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+            rt.block_on(async {
+                let mut admin = PgConnection::connect(&server).await.map_err(|e| e.to_string())?;
+                sqlx::query(&format!("drop database if exists {name} with (force)"))
+                    .execute(&mut admin)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                admin.close().await.map_err(|e| e.to_string())
+            })
+        })
+        .join();
+        if let Ok(Err(e)) = dropped {
+            eprintln!("dropping test database {}: {e}", self.name);
+        }
+    }
 }
 
 impl TestDb {
