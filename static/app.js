@@ -19,6 +19,8 @@
     for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
     return e;
   };
+  // Module paths by layer number, then module ("layer.2" before "layer.10").
+  const byModule = (a, b) => a.localeCompare(b, "en", { numeric: true });
   const COLORS = ["#0b5fff", "#cf222e", "#1a7f37", "#9a6700", "#8250df", "#bf3989", "#0a7a8a"];
   const fmt = (v) => (v == null || !isFinite(v)) ? "–" : (Math.abs(v) >= 1000 ? v.toFixed(0) : Math.abs(v) >= 1 ? v.toFixed(3) : v.toPrecision(3));
   const errorMessage = (body, status) => (body && body.error && body.error.message) || ("request failed (HTTP " + status + ")");
@@ -256,6 +258,7 @@
       const steps = [...snapshots.keys()].sort((a, b) => a - b);
       const modules = [];
       for (const s of steps) for (const m of Object.keys(snapshots.get(s))) if (!modules.includes(m)) modules.push(m);
+      modules.sort(byModule);
       const values = modules.map((m) => steps.map((s) => { const v = snapshots.get(s)[m]; return v == null ? null : Number(v); }));
       const last = snapshots.get(steps[steps.length - 1]);
       const total = Object.values(last).reduce((a, v) => a + Number(v), 0);
@@ -340,6 +343,7 @@
     });
     const modules = [];
     for (const r of ranks) for (const m of Object.keys(r.ranks || {})) if (!modules.includes(m)) modules.push(m);
+    modules.sort(byModule);
     if (!modules.length) { $("#heatmap").replaceChildren(el("p", { class: "muted", text: "No rank snapshots recorded for these runs." })); return; }
     const values = modules.map((m) => ranks.map((r) => (r.ranks && r.ranks[m] != null) ? Number(r.ranks[m]) : null));
     $("#heatmap").replaceChildren(heatmap(modules, ranks.map((r) => r.label), values, `Final rank maps of ${ranks.length} runs over ${modules.length} modules`));
