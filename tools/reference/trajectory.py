@@ -15,7 +15,8 @@ Writes crates/train/tests/fixtures/trajectory/{lora,adalora}.json and
 algorithms: two runs give bit-identical files (made with torch 2.15, transformers 5.24,
 peft 0.21.2; the versions are recorded in the JSON).
 
-Per step s = 0..39 (global step t = s + 1, batch s % 5), as PEFT documents it:
+The loop (`run_steps`) is shared with tools/reference/trajectory_llama.py, the decoder's
+version. Per step s = 0..39 (global step t = s + 1, batch s % 5), as PEFT documents it:
     lr = learning_rate(s)                    # rankfit's trainer::learning_rate (0 at s = 0)
     loss = model(**batch, labels).loss      # AdaLoRA: + orth_reg_weight * orth regulariser
     loss.backward()
@@ -111,11 +112,11 @@ SENTENCES = [
 ]
 
 
-def learning_rate(s):
+def learning_rate(s, base=LR, total=STEPS, warmup=WARMUP):
     """rankfit's `learning_rate(base, s, total, warmup)` (HF linear schedule, 0-based s)."""
-    if s < WARMUP:
-        return LR * s / max(WARMUP, 1)
-    return LR * max((STEPS - min(s, STEPS)) / max(STEPS - WARMUP, 1), 0.0)
+    if s < warmup:
+        return base * s / max(warmup, 1)
+    return base * max((total - min(s, total)) / max(total - warmup, 1), 0.0)
 
 
 def make_batches(tok):
@@ -221,91 +222,121 @@ def orth_reg(model):
     return total / n
 
 
-def train(model_dir, kind, batches):
-    model, trainable = build(model_dir, kind)
-    init = snapshot(trainable)
-    params = [p for _, p in trainable]
+def make_optimizer(trainable, lr, weight_decay):
+    """torch AdamW with rankfit's groups: weight decay on all but the biases."""
     decay = [p for n, p in trainable if not rankfit_name(n).endswith(".bias")]
     no_decay = [p for n, p in trainable if rankfit_name(n).endswith(".bias")]
-    assert len(no_decay) == 2
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": WEIGHT_DECAY}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=LR,
-        betas=BETAS,
-        eps=EPS,
-        foreach=False,
-    )
+    groups = [{"params": decay, "weight_decay": weight_decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    return torch.optim.AdamW(groups, lr=lr, betas=BETAS, eps=EPS, foreach=False)
 
+
+def record_allocations(model, allocations, current):
+    """Wraps AdaLoRA's mask_to_budget to append every allocation (step, budget, k,
+    threshold, per-module triplet scores, rank pattern) to `allocations`."""
+    alloc = model.base_model.rankallocator
+    original = alloc.mask_to_budget
+
+    def recording_mask_to_budget(m, budget):
+        # Triplet scores exactly as mask_to_budget computes them, per module.
+        scores = {}
+        for n, _ in m.named_parameters():
+            if "lora_E.default" in n:
+                a, b, e = (n.replace("lora_E", x) for x in ("lora_A", "lora_B", "lora_E"))
+                s_a = alloc._element_score(a).mean(dim=1, keepdim=True)
+                s_b = alloc._element_score(b).mean(dim=0, keepdim=False).view(-1, 1)
+                s = alloc._combine_ipt(alloc._element_score(e), torch.cat([s_a, s_b], dim=1))
+                scores[module_of(n)] = s.view(-1).tolist()
+        seen = {}
+        kthvalue = torch.kthvalue
+
+        def recording_kthvalue(x, k, *a, **kw):
+            r = kthvalue(x, k, *a, **kw)
+            seen["threshold"], seen["k"], seen["all"] = r[0].item(), k, x.tolist()
+            return r
+
+        torch.kthvalue = recording_kthvalue
+        try:
+            pattern = original(m, budget)
+        finally:
+            torch.kthvalue = kthvalue
+        assert seen["all"] == [v for s in scores.values() for v in s], "score order"
+        rp = {module_of(k): v for k, v in pattern.items()}
+        allocations.append(
+            {
+                "step": current["step"],
+                "budget": budget,
+                "k": seen["k"],
+                "threshold": seen["threshold"],
+                "masked": sum(not x for v in rp.values() for x in v),
+                "scores": scores,
+                "rank_pattern": rp,
+            }
+        )
+        return pattern
+
+    alloc.mask_to_budget = recording_mask_to_budget
+
+
+def run_steps(model, trainable, kind, batches, step_loss, steps, lr, warmup, weight_decay, grad_clip, tfinal=None):
+    """The training loop of the module docs, shared with trajectory_llama.py. `step_loss(
+    batch)` runs the forward pass and returns (PEFT's loss tensor, the task loss). Returns
+    the per-step records, the AdaLoRA allocations and the final rank pattern ({} for LoRA)."""
+    params = [p for _, p in trainable]
+    opt = make_optimizer(trainable, lr, weight_decay)
     allocations = []
     current = {"step": None}
     if kind == "adalora":
-        alloc = model.base_model.rankallocator
-        original = alloc.mask_to_budget
+        record_allocations(model, allocations, current)
 
-        def recording_mask_to_budget(m, budget):
-            # Triplet scores exactly as mask_to_budget computes them, per module.
-            scores = {}
-            for n, _ in m.named_parameters():
-                if "lora_E.default" in n:
-                    a, b, e = (n.replace("lora_E", x) for x in ("lora_A", "lora_B", "lora_E"))
-                    s_a = alloc._element_score(a).mean(dim=1, keepdim=True)
-                    s_b = alloc._element_score(b).mean(dim=0, keepdim=False).view(-1, 1)
-                    s = alloc._combine_ipt(alloc._element_score(e), torch.cat([s_a, s_b], dim=1))
-                    scores[module_of(n)] = s.view(-1).tolist()
-            seen = {}
-            kthvalue = torch.kthvalue
-
-            def recording_kthvalue(x, k, *a, **kw):
-                r = kthvalue(x, k, *a, **kw)
-                seen["threshold"], seen["k"], seen["all"] = r[0].item(), k, x.tolist()
-                return r
-
-            torch.kthvalue = recording_kthvalue
-            try:
-                pattern = original(m, budget)
-            finally:
-                torch.kthvalue = kthvalue
-            assert seen["all"] == [v for s in scores.values() for v in s], "score order"
-            rp = {module_of(k): v for k, v in pattern.items()}
-            allocations.append(
-                {
-                    "step": current["step"],
-                    "budget": budget,
-                    "k": seen["k"],
-                    "threshold": seen["threshold"],
-                    "masked": sum(not x for v in rp.values() for x in v),
-                    "scores": scores,
-                    "rank_pattern": rp,
-                }
-            )
-            return pattern
-
-        alloc.mask_to_budget = recording_mask_to_budget
-
-    steps = []
-    for s in range(STEPS):
+    records = []
+    for s in range(steps):
         t = s + 1
         current["step"] = t
-        batch = to_tensors(batches[s % len(batches)])
-        lr = learning_rate(s)
+        rate = learning_rate(s, lr, steps, warmup)
         for g in opt.param_groups:
-            g["lr"] = lr
+            g["lr"] = rate
         reg = orth_reg(model) if kind == "adalora" else None
-        out = model(**batch)
-        task_loss = F.cross_entropy(out.logits.detach(), batch["labels"]).item()
-        loss = out.loss
+        loss, task_loss = step_loss(batches[s % len(batches)])
         loss_value = loss.item()
         loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, GRAD_CLIP).item()
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip).item()
         opt.step()
         if kind == "adalora":
             model.base_model.update_and_allocate(t)
         opt.zero_grad()
-        row = {"step": t, "lr": lr, "loss": loss_value, "task_loss": task_loss, "grad_norm": grad_norm}
+        row = {"step": t, "lr": rate, "loss": loss_value, "task_loss": task_loss, "grad_norm": grad_norm}
         if reg is not None:
             row["orth_reg"] = reg
-        steps.append(row)
+        records.append(row)
 
+    final_rank_pattern = {}
+    if kind == "adalora":
+        final_rank_pattern = {module_of(k): v for k, v in model.peft_config["default"].rank_pattern.items()}
+        last = allocations[-1]
+        assert last["step"] == steps - tfinal and last["rank_pattern"] == final_rank_pattern
+        final = snapshot(trainable)
+        for m, keep in final_rank_pattern.items():
+            # Steps after T - tfinal re-zero the pruned lora_E entries after every optimizer step.
+            e = final[f"{m}.lora_E"].view(-1)
+            assert all(bool(k) or e[i].item() == 0.0 for i, k in enumerate(keep)), m
+    return records, allocations, final_rank_pattern
+
+
+def train(model_dir, kind, batches):
+    model, trainable = build(model_dir, kind)
+    init = snapshot(trainable)
+    assert len([n for n, _ in trainable if rankfit_name(n).endswith(".bias")]) == 2
+
+    def step_loss(batch):
+        batch = to_tensors(batch)
+        out = model(**batch)
+        return out.loss, F.cross_entropy(out.logits.detach(), batch["labels"]).item()
+
+    steps, allocations, final_rank_pattern = run_steps(
+        model, trainable, kind, batches, step_loss, STEPS, LR, WARMUP, WEIGHT_DECAY, GRAD_CLIP, ADALORA["tfinal"]
+    )
     result = {
         "config": {
             "method": kind,
@@ -328,29 +359,39 @@ def train(model_dir, kind, batches):
             "no_decay": ["bert.pooler.dense.bias", "classifier.bias"],
             "grad_clip": GRAD_CLIP,
             "batch_of_step": "batches[(step - 1) % 5]",
-            **(
-                {"r": LORA["r"], "lora_alpha": LORA["lora_alpha"], "scale": LORA["lora_alpha"] / LORA["r"]}
-                if kind == "lora"
-                else {**ADALORA, "scale": "lora_alpha / (ranknum + 1e-5), ranknum = init_r"}
-            ),
-            "versions": {"torch": torch.__version__, "peft": __import__("peft").__version__, "transformers": __import__("transformers").__version__},
+            **method_config(kind, LORA, ADALORA),
+            "versions": versions(),
         },
         "batches": batches,
         "steps": steps,
     }
     if kind == "adalora":
         result["allocations"] = allocations
-        result["final_rank_pattern"] = {module_of(k): v for k, v in model.peft_config["default"].rank_pattern.items()}
-        last = allocations[-1]
-        assert last["step"] == STEPS - ADALORA["tfinal"] and last["rank_pattern"] == result["final_rank_pattern"]
+        result["final_rank_pattern"] = final_rank_pattern
     final = snapshot(trainable)
-    for m, keep in result.get("final_rank_pattern", {}).items():
-        # Steps after T - tfinal re-zero the pruned lora_E entries after every optimizer step.
-        e = final[f"{m}.lora_E"].view(-1)
-        assert all(bool(k) or e[i].item() == 0.0 for i, k in enumerate(keep)), m
     # The trained pooler is PEFT's modules_to_save copy, and it did train.
     assert not torch.equal(init["bert.pooler.dense.weight"], final["bert.pooler.dense.weight"])
     return result, init, final
+
+
+def method_config(kind, lora, adalora):
+    if kind == "lora":
+        return {"r": lora["r"], "lora_alpha": lora["lora_alpha"], "scale": lora["lora_alpha"] / lora["r"]}
+    return {**adalora, "scale": "lora_alpha / (ranknum + 1e-5), ranknum = init_r"}
+
+
+def versions():
+    return {"torch": torch.__version__, "peft": __import__("peft").__version__, "transformers": __import__("transformers").__version__}
+
+
+def print_summary(kind, result, strip=lambda m: m):
+    st = result["steps"]
+    print(f"{kind}: loss step 1 {st[0]['loss']:.6f}, step {len(st) // 4} {st[len(st) // 4 - 1]['loss']:.6f}, step {len(st)} {st[-1]['loss']:.6f}")
+    if kind == "adalora":
+        for a in result["allocations"]:
+            print(f"  allocation at step {a['step']}: budget {a['budget']}, k {a['k']}, masked {a['masked']}")
+        ranks = {strip(m): sum(v) for m, v in result["final_rank_pattern"].items()}
+        print(f"  {len(result['allocations'])} allocations; final ranks {ranks}")
 
 
 def main():
@@ -371,13 +412,7 @@ def main():
         pretrained = ("bert.pooler.dense.weight", "bert.pooler.dense.bias")
         save_file({k: v for k, v in init.items() if k not in pretrained}, os.path.join(args.out, f"{kind}_init.safetensors"))
         save_file(final, os.path.join(args.out, f"{kind}_final.safetensors"))
-        st = result["steps"]
-        print(f"{kind}: loss step 1 {st[0]['loss']:.6f}, step 10 {st[9]['loss']:.6f}, step 40 {st[39]['loss']:.6f}")
-        if kind == "adalora":
-            for a in result["allocations"]:
-                print(f"  allocation at step {a['step']}: budget {a['budget']}, k {a['k']}, masked {a['masked']}")
-            ranks = {m.replace("bert.encoder.layer.", "").replace("attention.self.", ""): sum(v) for m, v in result["final_rank_pattern"].items()}
-            print(f"  {len(result['allocations'])} allocations; final ranks {ranks}")
+        print_summary(kind, result, lambda m: m.replace("bert.encoder.layer.", "").replace("attention.self.", ""))
     print("wrote", args.out)
 
 

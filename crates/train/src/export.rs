@@ -46,7 +46,200 @@ pub enum ExportMethod {
     },
 }
 
-/// Everything an export needs to know about a trained model.
+/// PEFT's `task_type` of an export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskType {
+    /// Sequence classification/regression over the BERT encoder (a trained head).
+    SeqCls,
+    /// Next-token prediction with the Llama decoder.
+    CausalLm,
+}
+
+impl TaskType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskType::SeqCls => "SEQ_CLS",
+            TaskType::CausalLm => "CAUSAL_LM",
+        }
+    }
+}
+
+/// Whole modules trained next to the adapters (PEFT's `modules_to_save`): their names and
+/// their tensors under the PEFT names they are saved with.
+#[derive(Debug, Clone, Default)]
+pub struct SavedModules {
+    pub modules: Vec<&'static str>,
+    pub tensors: BTreeMap<String, HostTensor>,
+}
+
+/// A trained adapter of either model family, ready to be written in PEFT's format.
+pub struct AdapterExport<'a, B: Backend> {
+    pub store: &'a ParamStore<B>,
+    pub adapters: &'a Adapters,
+    pub method: ExportMethod,
+    pub target_modules: &'a [String],
+    pub lora_alpha: f64,
+    pub lora_dropout: f64,
+    /// `base_model_name_or_path` (the HF repository of the base model).
+    pub base_model: &'a str,
+    pub task_type: TaskType,
+    pub saved: SavedModules,
+}
+
+fn metadata() -> Option<HashMap<String, String>> {
+    Some(HashMap::from([("format".to_string(), "pt".to_string())]))
+}
+
+fn bias_1d(t: HostTensor) -> HostTensor {
+    let n = t.data.len();
+    HostTensor::new(vec![n], t.data)
+}
+
+/// `(kept component indices, A' [k, in], B' [out, k], E' [k, 1])` of adapter `i`; A' is
+/// multiplied by E when `fold_e` (the plain-LoRA re-expression).
+fn kept<B: Backend>(
+    store: &ParamStore<B>,
+    adapters: &Adapters,
+    i: usize,
+    fold_e: bool,
+) -> (Vec<usize>, HostTensor, HostTensor, Option<HostTensor>) {
+    let ad = &adapters.list[i];
+    let keep: Vec<usize> = (0..ad.rank).filter(|&c| ad.mask[c]).collect();
+    let (a, b) = (store.host(ad.a), store.host(ad.b));
+    let e = ad.e.map(|e| store.host(e));
+    let (in_f, out_f, k) = (ad.in_features, ad.out_features, keep.len());
+    let mut a2 = Vec::with_capacity(k * in_f);
+    for &c in &keep {
+        let f = if fold_e { e.as_ref().map_or(1.0, |e| e.data[c]) } else { 1.0 };
+        a2.extend(a.data[c * in_f..(c + 1) * in_f].iter().map(|v| v * f));
+    }
+    let (bd, rank) = (&b.data, ad.rank);
+    let b2: Vec<f32> = (0..out_f).flat_map(|row| keep.iter().map(move |&c| bd[row * rank + c])).collect();
+    let e2 = e.map(|e| HostTensor::new(vec![k, 1], keep.iter().map(|&c| e.data[c]).collect()));
+    (keep, HostTensor::new(vec![k, in_f], a2), HostTensor::new(vec![out_f, k], b2), e2)
+}
+
+impl<B: Backend> AdapterExport<'_, B> {
+    fn config(&self, entries: impl IntoIterator<Item = (&'static str, Value)>) -> Value {
+        let modules_to_save = if self.saved.modules.is_empty() { Value::Null } else { json!(self.saved.modules) };
+        let mut cfg = json!({
+            "base_model_name_or_path": self.base_model,
+            "bias": "none",
+            "fan_in_fan_out": false,
+            "inference_mode": true,
+            "init_lora_weights": true,
+            "lora_alpha": self.lora_alpha,
+            "lora_dropout": self.lora_dropout,
+            "modules_to_save": modules_to_save,
+            "target_modules": self.target_modules,
+            "task_type": self.task_type.as_str(),
+            "use_dora": false,
+            "use_rslora": false,
+            "layers_to_transform": null,
+            "layers_pattern": null,
+            "revision": null,
+        });
+        if let Value::Object(m) = &mut cfg {
+            m.extend(entries.into_iter().map(|(k, v)| (k.to_string(), v)));
+        }
+        cfg
+    }
+
+    /// Writes the adapter tensors plus the saved modules' into `dir` (replaced atomically).
+    fn write(&self, dir: &Path, cfg: Value, mut tensors: BTreeMap<String, HostTensor>) -> Result<PathBuf, TrainError> {
+        tensors.extend(self.saved.tensors.iter().map(|(k, v)| (k.clone(), v.clone())));
+        write_adapter_dir(dir, &cfg, &tensors)
+    }
+
+    /// Writes the run's own method in PEFT format into `dir`.
+    pub fn write_peft(&self, dir: &Path) -> Result<PathBuf, TrainError> {
+        match &self.method {
+            ExportMethod::Lora { r } => {
+                let mut tensors = BTreeMap::new();
+                for ad in &self.adapters.list {
+                    tensors.insert(format!("{PEFT_PREFIX}{}.lora_A.weight", ad.module), self.store.host(ad.a));
+                    tensors.insert(format!("{PEFT_PREFIX}{}.lora_B.weight", ad.module), self.store.host(ad.b));
+                }
+                let cfg =
+                    self.config([("peft_type", json!("LORA")), ("r", json!(r)), ("rank_pattern", json!({})), ("alpha_pattern", json!({}))]);
+                self.write(dir, cfg, tensors)
+            }
+            ExportMethod::AdaLora { init_r, target_r, schedule, beta1, beta2, orth_reg_weight } => {
+                let mut tensors = BTreeMap::new();
+                let mut rank_pattern = BTreeMap::new();
+                for (i, ad) in self.adapters.list.iter().enumerate() {
+                    let (_, a, b, e) = kept(self.store, self.adapters, i, false);
+                    let e = e.ok_or_else(|| TrainError::Other(format!("{} has no lora_E", ad.module)))?;
+                    let p = format!("{PEFT_PREFIX}{}", ad.module);
+                    tensors.insert(format!("{p}.lora_A"), a);
+                    tensors.insert(format!("{p}.lora_B"), b);
+                    tensors.insert(format!("{p}.lora_E"), e);
+                    rank_pattern.insert(format!("{}.lora_E", ad.module), ad.mask.clone());
+                }
+                let cfg = self.config([
+                    ("peft_type", json!("ADALORA")),
+                    ("r", json!(init_r)),
+                    ("init_r", json!(init_r)),
+                    ("target_r", json!(target_r)),
+                    ("tinit", json!(schedule.tinit)),
+                    ("tfinal", json!(schedule.tfinal)),
+                    ("deltaT", json!(schedule.delta_t)),
+                    ("total_step", json!(schedule.total_step)),
+                    ("beta1", json!(beta1)),
+                    ("beta2", json!(beta2)),
+                    ("orth_reg_weight", json!(orth_reg_weight)),
+                    ("rank_pattern", json!(rank_pattern)),
+                    ("alpha_pattern", json!({})),
+                ]);
+                self.write(dir, cfg, tensors)
+            }
+            // RoLoRA and ALoRA: adapters of different sizes, already plain LoRA.
+            ExportMethod::RankPattern { .. } => self.write_plain_lora(dir),
+        }
+    }
+
+    /// The adapter as plain LoRA with per-module ranks (vLLM/LoRAX can serve it):
+    /// `B' = B[:, keep]`, `A' = (A ⊙ E)[keep]`, `rank_pattern[module] = r_i`,
+    /// `alpha_pattern[module] = scale * r_i` (so `alpha_i / r_i` keeps the run's effective
+    /// scale); modules with no live component are left out.
+    pub fn write_plain_lora(&self, dir: &Path) -> Result<PathBuf, TrainError> {
+        let mut tensors = BTreeMap::new();
+        let (mut ranks, mut alphas, mut targets) = (BTreeMap::new(), BTreeMap::new(), Vec::new());
+        for (i, ad) in self.adapters.list.iter().enumerate() {
+            let (keep, a, b, _) = kept(self.store, self.adapters, i, true);
+            if keep.is_empty() {
+                continue;
+            }
+            tensors.insert(format!("{PEFT_PREFIX}{}.lora_A.weight", ad.module), a);
+            tensors.insert(format!("{PEFT_PREFIX}{}.lora_B.weight", ad.module), b);
+            ranks.insert(ad.module.clone(), keep.len());
+            alphas.insert(ad.module.clone(), ad.scale * keep.len() as f64);
+            targets.push(ad.module.clone());
+        }
+        let cfg = self.config([
+            ("peft_type", json!("LORA")),
+            ("r", json!(ranks.values().copied().max().unwrap_or(1))),
+            ("target_modules", json!(targets)),
+            ("rank_pattern", json!(ranks)),
+            ("alpha_pattern", json!(alphas)),
+        ]);
+        self.write(dir, cfg, tensors)
+    }
+
+    /// The adapter exports of a run under `dir`: the run's own method in PEFT format, and
+    /// for AdaLoRA-format methods (AdaLoRA, SalientLoRA) the plain-LoRA re-expression too
+    /// (RoLoRA and ALoRA are plain LoRA with per-module ranks already).
+    pub fn write_all(&self, dir: &Path) -> Result<Vec<(crate::ArtifactKind, PathBuf)>, TrainError> {
+        std::fs::create_dir_all(dir)?;
+        let mut artifacts = vec![(crate::ArtifactKind::AdapterPeft, self.write_peft(&dir.join("adapter_peft"))?)];
+        if matches!(self.method, ExportMethod::AdaLora { .. }) {
+            artifacts.push((crate::ArtifactKind::AdapterLora, self.write_plain_lora(&dir.join("adapter_lora"))?));
+        }
+        Ok(artifacts)
+    }
+}
+
+/// A trained BERT classification/regression adapter: the adapters plus the head.
 pub struct TrainedAdapter<'a, B: Backend> {
     pub store: &'a ParamStore<B>,
     pub adapters: &'a Adapters,
@@ -61,180 +254,30 @@ pub struct TrainedAdapter<'a, B: Backend> {
     pub labels: &'a [String],
 }
 
-fn metadata() -> Option<HashMap<String, String>> {
-    Some(HashMap::from([("format".to_string(), "pt".to_string())]))
-}
-
-fn bias_1d(t: HostTensor) -> HostTensor {
-    let n = t.data.len();
-    HostTensor::new(vec![n], t.data)
-}
-
 impl<B: Backend> TrainedAdapter<'_, B> {
-    fn modules_to_save(&self) -> Vec<&'static str> {
-        if self.train_pooler {
-            vec!["classifier", "pooler"]
-        } else {
-            vec!["classifier"]
-        }
-    }
-
-    /// Head tensors under their PEFT names.
-    fn head_tensors(&self, out: &mut BTreeMap<String, HostTensor>) {
+    /// The PEFT export: the adapters, with the classifier (and the pooler when trained)
+    /// in `modules_to_save`.
+    pub fn adapter(&self) -> AdapterExport<'_, B> {
         let h = &self.head;
-        out.insert(format!("{PEFT_PREFIX}{CLASSIFIER_WEIGHT}"), self.store.host(h.classifier_w));
-        out.insert(format!("{PEFT_PREFIX}{CLASSIFIER_BIAS}"), bias_1d(self.store.host(h.classifier_b)));
+        let mut saved = SavedModules { modules: vec!["classifier"], tensors: BTreeMap::new() };
+        saved.tensors.insert(format!("{PEFT_PREFIX}{CLASSIFIER_WEIGHT}"), self.store.host(h.classifier_w));
+        saved.tensors.insert(format!("{PEFT_PREFIX}{CLASSIFIER_BIAS}"), bias_1d(self.store.host(h.classifier_b)));
         if self.train_pooler {
-            out.insert(format!("{PEFT_PREFIX}{POOLER_WEIGHT}"), self.store.host(h.pooler_w));
-            out.insert(format!("{PEFT_PREFIX}{POOLER_BIAS}"), bias_1d(self.store.host(h.pooler_b)));
+            saved.modules.push("pooler");
+            saved.tensors.insert(format!("{PEFT_PREFIX}{POOLER_WEIGHT}"), self.store.host(h.pooler_w));
+            saved.tensors.insert(format!("{PEFT_PREFIX}{POOLER_BIAS}"), bias_1d(self.store.host(h.pooler_b)));
         }
-    }
-
-    fn common_config(&self) -> serde_json::Map<String, Value> {
-        let v = json!({
-            "base_model_name_or_path": self.base_model,
-            "bias": "none",
-            "fan_in_fan_out": false,
-            "inference_mode": true,
-            "init_lora_weights": true,
-            "lora_alpha": self.lora_alpha,
-            "lora_dropout": self.lora_dropout,
-            "modules_to_save": self.modules_to_save(),
-            "target_modules": self.target_modules,
-            "task_type": "SEQ_CLS",
-            "use_dora": false,
-            "use_rslora": false,
-            "layers_to_transform": null,
-            "layers_pattern": null,
-            "revision": null,
-        });
-        match v {
-            Value::Object(m) => m,
-            _ => unreachable!("json object literal"),
+        AdapterExport {
+            store: self.store,
+            adapters: self.adapters,
+            method: self.method.clone(),
+            target_modules: self.target_modules,
+            lora_alpha: self.lora_alpha,
+            lora_dropout: self.lora_dropout,
+            base_model: self.base_model,
+            task_type: TaskType::SeqCls,
+            saved,
         }
-    }
-
-    /// Writes the run's own method in PEFT format into `dir` (created).
-    pub fn write_peft(&self, dir: &Path) -> Result<PathBuf, TrainError> {
-        match &self.method {
-            ExportMethod::Lora { r } => self.write_lora(dir, *r, None),
-            ExportMethod::AdaLora { .. } => self.write_adalora(dir),
-            ExportMethod::RankPattern { .. } => self.write_plain_lora(dir),
-        }
-    }
-
-    fn write_lora(
-        &self,
-        dir: &Path,
-        r: usize,
-        patterns: Option<(BTreeMap<String, usize>, BTreeMap<String, f64>)>,
-    ) -> Result<PathBuf, TrainError> {
-        let mut tensors = BTreeMap::new();
-        let mut cfg = self.common_config();
-        cfg.insert("peft_type".into(), json!("LORA"));
-        cfg.insert("r".into(), json!(r));
-        match patterns {
-            None => {
-                for ad in &self.adapters.list {
-                    tensors.insert(format!("{PEFT_PREFIX}{}.lora_A.weight", ad.module), self.store.host(ad.a));
-                    tensors.insert(format!("{PEFT_PREFIX}{}.lora_B.weight", ad.module), self.store.host(ad.b));
-                }
-                cfg.insert("rank_pattern".into(), json!({}));
-                cfg.insert("alpha_pattern".into(), json!({}));
-            }
-            Some((ranks, alphas)) => {
-                // Plain LoRA of an adaptive run: B' = B[:, keep], A' = (A ⊙ E)[keep].
-                let mut targets = Vec::new();
-                for ad in &self.adapters.list {
-                    let keep: Vec<usize> = (0..ad.rank).filter(|&i| ad.mask[i]).collect();
-                    if keep.is_empty() {
-                        continue;
-                    }
-                    let a = self.store.host(ad.a);
-                    let b = self.store.host(ad.b);
-                    let e = ad.e.map(|e| self.store.host(e));
-                    let (in_f, out_f) = (ad.in_features, ad.out_features);
-                    let mut a2 = Vec::with_capacity(keep.len() * in_f);
-                    for &i in &keep {
-                        let ei = e.as_ref().map_or(1.0, |e| e.data[i]);
-                        a2.extend(a.data[i * in_f..(i + 1) * in_f].iter().map(|v| v * ei));
-                    }
-                    let mut b2 = Vec::with_capacity(out_f * keep.len());
-                    for row in 0..out_f {
-                        b2.extend(keep.iter().map(|&i| b.data[row * ad.rank + i]));
-                    }
-                    tensors.insert(format!("{PEFT_PREFIX}{}.lora_A.weight", ad.module), HostTensor::new(vec![keep.len(), in_f], a2));
-                    tensors.insert(format!("{PEFT_PREFIX}{}.lora_B.weight", ad.module), HostTensor::new(vec![out_f, keep.len()], b2));
-                    targets.push(ad.module.clone());
-                }
-                cfg.insert("target_modules".into(), json!(targets));
-                cfg.insert("rank_pattern".into(), json!(ranks));
-                cfg.insert("alpha_pattern".into(), json!(alphas));
-            }
-        }
-        self.head_tensors(&mut tensors);
-        write_adapter_dir(dir, &Value::Object(cfg), &tensors)
-    }
-
-    fn write_adalora(&self, dir: &Path) -> Result<PathBuf, TrainError> {
-        let ExportMethod::AdaLora { init_r, target_r, schedule, beta1, beta2, orth_reg_weight } = &self.method else {
-            return Err(TrainError::Other("not an AdaLoRA run".into()));
-        };
-        let mut tensors = BTreeMap::new();
-        let mut rank_pattern = BTreeMap::new();
-        for ad in &self.adapters.list {
-            let keep: Vec<usize> = (0..ad.rank).filter(|&i| ad.mask[i]).collect();
-            let a = self.store.host(ad.a);
-            let b = self.store.host(ad.b);
-            let e = self.store.host(ad.e.ok_or_else(|| TrainError::Other(format!("{} has no lora_E", ad.module)))?);
-            let (in_f, out_f) = (ad.in_features, ad.out_features);
-            let a2: Vec<f32> = keep.iter().flat_map(|&i| a.data[i * in_f..(i + 1) * in_f].to_vec()).collect();
-            let b2: Vec<f32> =
-                (0..out_f).flat_map(|row| keep.iter().map(move |&i| (row, i))).map(|(row, i)| b.data[row * ad.rank + i]).collect();
-            let e2: Vec<f32> = keep.iter().map(|&i| e.data[i]).collect();
-            let p = format!("{PEFT_PREFIX}{}", ad.module);
-            tensors.insert(format!("{p}.lora_A"), HostTensor::new(vec![keep.len(), in_f], a2));
-            tensors.insert(format!("{p}.lora_B"), HostTensor::new(vec![out_f, keep.len()], b2));
-            tensors.insert(format!("{p}.lora_E"), HostTensor::new(vec![keep.len(), 1], e2));
-            rank_pattern.insert(format!("{}.lora_E", ad.module), ad.mask.clone());
-        }
-        self.head_tensors(&mut tensors);
-        let mut cfg = self.common_config();
-        for (k, v) in [
-            ("peft_type", json!("ADALORA")),
-            ("r", json!(init_r)),
-            ("init_r", json!(init_r)),
-            ("target_r", json!(target_r)),
-            ("tinit", json!(schedule.tinit)),
-            ("tfinal", json!(schedule.tfinal)),
-            ("deltaT", json!(schedule.delta_t)),
-            ("total_step", json!(schedule.total_step)),
-            ("beta1", json!(beta1)),
-            ("beta2", json!(beta2)),
-            ("orth_reg_weight", json!(orth_reg_weight)),
-            ("rank_pattern", json!(rank_pattern)),
-            ("alpha_pattern", json!({})),
-        ] {
-            cfg.insert(k.into(), v);
-        }
-        write_adapter_dir(dir, &Value::Object(cfg), &tensors)
-    }
-
-    /// An adaptive run as plain LoRA with per-module ranks (vLLM/LoRAX can serve it):
-    /// `rank_pattern[module] = r_i`, `alpha_pattern[module] = scale * r_i` so that
-    /// `alpha_i / r_i` keeps the run's effective scale.
-    pub fn write_plain_lora(&self, dir: &Path) -> Result<PathBuf, TrainError> {
-        let mut ranks = BTreeMap::new();
-        let mut alphas = BTreeMap::new();
-        for ad in &self.adapters.list {
-            let r = ad.live_rank();
-            if r > 0 {
-                ranks.insert(ad.module.clone(), r);
-                alphas.insert(ad.module.clone(), ad.scale * r as f64);
-            }
-        }
-        let r = ranks.values().copied().max().unwrap_or(1);
-        self.write_lora(dir, r, Some((ranks, alphas)))
     }
 
     /// The base model with every adapter merged in, as a `BertForSequenceClassification`

@@ -14,6 +14,7 @@ pub mod checkpoint;
 pub mod data;
 pub mod device;
 pub mod export;
+pub mod fit;
 pub mod model;
 pub mod params;
 pub mod step;

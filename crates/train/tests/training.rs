@@ -433,3 +433,71 @@ fn rolora_resumes_from_a_checkpoint_taken_after_adapters_were_resized() {
     let l2 = fresh.evaluations[0].1["loss"].as_f64().unwrap();
     assert!((l1 - l2).abs() < 1e-4, "resumed {l1} vs uninterrupted {l2}");
 }
+
+/// ALoRA's ablation oracle on the encoder (variants stacked along the batch, each copy with
+/// its own gates) scores every variant exactly as a separate forward pass with those
+/// components masked does.
+#[test]
+fn bert_oracle_scores_gate_variants_like_masked_forward_passes() {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    use rankfit_train::adapters::{AdapterKind, AdapterSpec, Adapters};
+    use rankfit_train::allocator::AblationOracle;
+    use rankfit_train::model::head::init_head;
+    use rankfit_train::model::weights::HostTensor;
+    use rankfit_train::params::ParamStore;
+    use rankfit_train::trainer::BertOracle;
+    type I = burn::backend::NdArray<f32>;
+
+    let dev = Default::default();
+    let (bert, tok) = load_minilm::<B>(&minilm(), &dev).unwrap();
+    let data = prepare(&sentiment(), &tok, 32).unwrap();
+    let samples = data.train[..5].to_vec();
+    let mut rng = StdRng::seed_from_u64(4);
+    let mut store = ParamStore::<I>::new();
+    let head = init_head(&mut store, &bert.pooler, data.task.outputs(), true, &mut rng, &dev);
+    let targets: Vec<String> = ["query", "value", "intermediate.dense"].map(String::from).to_vec();
+    let spec = AdapterSpec { kind: AdapterKind::Lora, rank: 4, alpha: 8.0, dropout: 0.0 };
+    let adapters = Adapters::build_bert(&bert.config, &targets, spec, &mut store, &mut rng, &dev).unwrap();
+    // B starts at 0, which would make every variant the base model: give it trained-looking values.
+    for ad in &adapters.list {
+        let shape = store.params[ad.b].value.dims();
+        let data: Vec<f32> = (0..shape[0] * shape[1]).map(|_| rng.random_range(-0.05f32..0.05)).collect();
+        store.params[ad.b].value = HostTensor::new(shape.to_vec(), data).to_tensor(&dev);
+    }
+    let k = adapters.list.len();
+    let mut partial = vec![vec![true; 4]; k];
+    partial[0] = vec![false; 4];
+    partial[4] = vec![true, false, true, false];
+    partial[k - 1] = vec![false, false, false, true];
+    let variants = vec![vec![vec![true; 4]; k], partial, vec![vec![false; 4]; k]];
+    let mut oracle = BertOracle::<B> { bert: &bert, head, task: &data.task, samples: &samples };
+    let got = oracle.losses(&adapters, &store, &variants).unwrap();
+
+    let batch = collate(&samples.iter().map(|s| &s.enc).collect::<Vec<_>>(), 0);
+    let params = store.constants::<B>();
+    let masked_loss = |gates: &[Vec<bool>]| {
+        let mut masked = adapters.clone();
+        for (ad, g) in masked.list.iter_mut().zip(gates) {
+            ad.mask = g.clone();
+        }
+        let logits = bert.logits(&Inputs::<B>::new(&batch, &dev), &params, &head, &masked, false);
+        let logits = logits.into_data().to_vec::<f32>().unwrap();
+        let c = data.task.outputs();
+        let nll: f64 = samples
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let row = &logits[i * c..(i + 1) * c];
+                let lse = row.iter().map(|&v| f64::from(v).exp()).sum::<f64>().ln();
+                lse - f64::from(row[s.class])
+            })
+            .sum();
+        nll / samples.len() as f64
+    };
+    for (v, gates) in variants.iter().enumerate() {
+        let want = masked_loss(gates);
+        assert!((got[v] - want).abs() < 1e-5 * want.abs().max(1.0), "variant {v}: oracle {} vs masked pass {want}", got[v]);
+    }
+    assert!((got[0] - got[1]).abs() > 1e-4 && (got[0] - got[2]).abs() > 1e-4, "the gated components change the loss: {got:?}");
+}

@@ -416,6 +416,47 @@ mod tests {
         assert_eq!(module_type("lm_head"), "lm_head");
     }
 
+    /// ALoRA's n_A (components pruned per round) defaults to the number of adapted module
+    /// types per block: with all six BERT targets it is 6, not 4 (the three `dense` modules
+    /// are different modules), and with query+value it is 2.
+    #[test]
+    fn alora_prunes_one_component_per_adapted_module_type_of_a_run() {
+        use crate::adapters::{AdapterKind, AdapterSpec};
+        use crate::model::bert::BertConfig;
+        use rand::rngs::StdRng;
+        use rand::SeedableRng;
+        use rankfit_domain::run::ALoraConfig;
+        type Cpu = burn::backend::NdArray<f32>;
+        let cfg = BertConfig {
+            vocab_size: 16,
+            hidden_size: 8,
+            num_hidden_layers: 2,
+            num_attention_heads: 2,
+            intermediate_size: 16,
+            hidden_act: "gelu".into(),
+            hidden_dropout_prob: 0.0,
+            attention_probs_dropout_prob: 0.0,
+            max_position_embeddings: 16,
+            type_vocab_size: 2,
+            layer_norm_eps: 1e-12,
+        };
+        let n_prune = |targets: &[&str]| {
+            let targets: Vec<String> = targets.iter().map(|s| s.to_string()).collect();
+            let mut store = ParamStore::<Cpu>::new();
+            let mut rng = StdRng::seed_from_u64(0);
+            let spec = AdapterSpec { kind: AdapterKind::Lora, rank: 4, alpha: 8.0, dropout: 0.0 };
+            let adapters = Adapters::build_bert(&cfg, &targets, spec, &mut store, &mut rng, &Default::default()).unwrap();
+            let setup = AllocatorSetup::for_run(100, 4, 4, &adapters, 64, 8, 0);
+            let (alloc, _) = for_method_with::<Cpu>(&MethodConfig::ALora(ALoraConfig::default()), &setup).unwrap();
+            (adapters.list.len(), alloc.describe()["n_prune"].as_u64().unwrap())
+        };
+        let all = ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"];
+        assert_eq!(n_prune(&all), (12, 6));
+        assert_eq!(n_prune(&["query", "value"]), (4, 2));
+        // `dense` matches all three dense modules (PEFT's suffix match): still three types.
+        assert_eq!(n_prune(&["dense"]), (6, 3));
+    }
+
     #[test]
     fn rounding_never_exceeds_the_cap() {
         // 2.5 -> 3, 2.5 -> 3, 3.0 -> 3: sum 9 > 8, the first entry rounded up by 0.5 loses one.

@@ -13,6 +13,10 @@
 //!   --rounds                     time one allocation round of each adaptive method (MiniLM)
 //!   --json PATH                  write every measurement as JSON
 //!   --small                      2 steps, batch 8, seq 32 (a smoke run)
+//!   --ops                        instead: time single ops forward + backward on the MiniLM
+//!                                workload's shapes (GELU: burn's op, the fused exact op,
+//!                                the exact form from tensor ops; softmax: burn's op, the
+//!                                fused op) and print tables
 //!
 //! Workloads (tools/reference/bench_peft.py runs the same ones):
 //!   minilm   all-MiniLM-L6-v2 + 2-class head, batch 32, seq 128, adapters on query/value
@@ -96,6 +100,7 @@ struct Args {
     rounds: bool,
     json: Option<String>,
     child: bool,
+    ops: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -109,6 +114,7 @@ fn parse_args() -> Result<Args, String> {
         rounds: false,
         json: None,
         child: false,
+        ops: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -127,6 +133,7 @@ fn parse_args() -> Result<Args, String> {
             "--rounds" => a.rounds = true,
             "--json" => a.json = Some(value()?),
             "--child" => a.child = true,
+            "--ops" => a.ops = true,
             "--small" => (a.steps, a.batch, a.seq) = (2, Some(8), Some(32)),
             other => return Err(format!("unknown option {other:?} (see the doc comment of train_bench.rs)")),
         }
@@ -142,6 +149,10 @@ fn parse_args() -> Result<Args, String> {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = parse_args()?;
+    if args.ops {
+        bench_ops(args.steps.max(3));
+        return Ok(());
+    }
     if args.child {
         let result = child(&args)?;
         println!("{result}");
@@ -453,4 +464,89 @@ fn allocation_round(
         _ => return Ok(None),
     };
     Ok(Some(json!({"what": what, "seconds": t0.elapsed().as_secs_f64()})))
+}
+
+/// Forward + backward of each implementation of the ops rankfit fuses, on MiniLM's shapes at
+/// batch 32 × seq 128 (GELU on the intermediate activation, softmax on the attention scores),
+/// `reps` timed repetitions after one warm-up, with the gradient's worst distance from the
+/// analytic one computed in f64, relative to its largest entry.
+fn bench_ops(reps: usize) {
+    use rankfit_train::model::fused::{gelu, gelu_from_ops, softmax};
+    type F64 = burn::backend::NdArray<f64>;
+    let dev = Device::default();
+    let mut rng = StdRng::seed_from_u64(1);
+
+    let shape = [32 * 128, 1536];
+    let data: Vec<f32> = (0..shape[0] * shape[1]).map(|_| rng.random_range(-4.0f32..4.0)).collect();
+    // Φ(x) + x φ(x) in f64.
+    let exact: Vec<f64> = {
+        let x = Tensor::<F64, 2>::from_data(TensorData::new(data.iter().map(|&v| f64::from(v)).collect::<Vec<_>>(), shape), &dev);
+        let cdf = (x.clone() * std::f64::consts::FRAC_1_SQRT_2).erf().add_scalar(1.0).mul_scalar(0.5);
+        let pdf = (x.clone() * x.clone()).mul_scalar(-0.5).exp().mul_scalar(1.0 / (2.0 * std::f64::consts::PI).sqrt());
+        (cdf + x * pdf).into_data().to_vec::<f64>().expect("f64 data")
+    };
+    let gelus: [(&str, fn(Tensor<B, 2>) -> Tensor<B, 2>); 3] = [
+        ("burn gelu (tanh-approximation derivative)", burn::tensor::activation::gelu),
+        ("rankfit fused gelu (exact derivative)", gelu),
+        ("exact gelu from tensor ops", gelu_from_ops),
+    ];
+    op_table(&format!("GELU forward + backward, {shape:?} f32"), reps, &data, shape, &gelus, None, &exact);
+
+    let shape = [32, 12, 128, 128];
+    let n: usize = shape.iter().product();
+    let data: Vec<f32> = (0..n).map(|_| rng.random_range(-6.0f32..6.0)).collect();
+    let upstream: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+    // p ⊙ (g − Σ p ⊙ g) per row in f64.
+    let exact: Vec<f64> = {
+        let f64s = |v: &[f32]| Tensor::<F64, 4>::from_data(TensorData::new(v.iter().map(|&x| f64::from(x)).collect::<Vec<_>>(), shape), &dev);
+        let p = burn::tensor::activation::softmax(f64s(&data), 3);
+        let g = f64s(&upstream);
+        let dot = (p.clone() * g.clone()).sum_dim(3);
+        (p * (g - dot)).into_data().to_vec::<f64>().expect("f64 data")
+    };
+    let softmaxes: [(&str, fn(Tensor<B, 4>) -> Tensor<B, 4>); 2] = [
+        ("burn softmax (op-by-op backward)", |x| burn::tensor::activation::softmax(x, 3)),
+        ("rankfit fused softmax", |x| softmax(x, 3)),
+    ];
+    op_table(&format!("softmax forward + backward, {shape:?} f32 (last dimension)"), reps, &data, shape, &softmaxes, Some(&upstream), &exact);
+}
+
+/// One table of [`bench_ops`]: each variant's forward + backward of `sum(f(x) ⊙ upstream)`
+/// (`upstream` all ones when `None`).
+fn op_table<const D: usize>(
+    title: &str,
+    reps: usize,
+    data: &[f32],
+    shape: [usize; D],
+    variants: &[(&str, fn(Tensor<B, D>) -> Tensor<B, D>)],
+    upstream: Option<&[f32]>,
+    exact: &[f64],
+) {
+    let dev = Device::default();
+    let upstream = upstream.map(|u| Tensor::<B, D>::from_data(TensorData::new(u.to_vec(), shape), &dev));
+    let scale = exact.iter().fold(0f64, |m, v| m.max(v.abs()));
+    println!("\n## {title}, {reps} repetitions\n");
+    println!("| implementation | ms | speed vs the first | worst gradient error |");
+    println!("| --- | --- | --- | --- |");
+    let mut base = None;
+    for &(name, f) in variants {
+        let run = || {
+            let x = Tensor::<B, D>::from_data(TensorData::new(data.to_vec(), shape), &dev).require_grad();
+            let y = f(x.clone());
+            let loss = match &upstream {
+                Some(u) => (y * u.clone()).sum(),
+                None => y.sum(),
+            };
+            x.grad(&loss.backward()).expect("x has a gradient")
+        };
+        let g = run().into_data().to_vec::<f32>().expect("f32 gradient");
+        let err = g.iter().zip(exact).map(|(&a, &b)| (f64::from(a) - b).abs()).fold(0f64, f64::max);
+        let started = Instant::now();
+        for _ in 0..reps {
+            let _ = run();
+        }
+        let ms = started.elapsed().as_secs_f64() * 1e3 / reps as f64;
+        let base_ms = *base.get_or_insert(ms);
+        println!("| {name} | {ms:.1} | {:.2}x | {:.1e} |", base_ms / ms, err / scale.max(f64::MIN_POSITIVE));
+    }
 }

@@ -8,11 +8,12 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use burn::tensor::activation::{gelu, gelu_approximate, relu, softmax};
+use burn::tensor::activation::{gelu_approximate, relu};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
+use super::fused::{gelu, softmax};
 use super::weights::{read_safetensors, take, HostTensor};
 use super::{affine, dropout, layer_norm};
 use crate::tokenize::Batch;

@@ -17,13 +17,14 @@ use std::collections::{BTreeSet, HashMap};
 use std::f64::consts::PI;
 use std::path::{Path, PathBuf};
 
-use burn::tensor::activation::{silu, softmax};
+use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use safetensors::tensor::Dtype;
 use safetensors::SafeTensors;
 use serde::{Deserialize, Serialize};
 
+use super::fused::softmax;
 use super::gguf::GgufFile;
 use super::weights::{take, HostTensor};
 use crate::TrainError;

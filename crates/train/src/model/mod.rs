@@ -1,6 +1,7 @@
 //! Backbones and the small tensor helpers they share.
 
 pub mod bert;
+pub mod fused;
 pub mod gguf;
 pub mod head;
 pub mod llama;

@@ -1,0 +1,396 @@
+//! The one training loop, shared by every model family.
+//!
+//! A model family (the BERT encoder in [`crate::trainer`], the Llama decoder in
+//! [`crate::causal`]) loads its model and data, creates its trainable parameters and hands
+//! them to [`fit`] through a [`Workload`]: the batch loss, the held-out metrics, the final
+//! evaluation, the exports and ALoRA's ablation oracle. Everything else happens here, once:
+//!
+//! - AdamW with HF's linear warm-up/decay, gradient clipping, and the run's rank allocator
+//!   after every optimizer step, in PEFT's order ([`crate::step::after_backward`]);
+//! - a per-epoch order and per-step dropout derived from the seed alone, so a resumed run
+//!   replays the same stream; resumable checkpoints every `checkpoint_every` steps and on
+//!   cancel;
+//! - the held-out metrics of the base model (step 0), every `eval_every` steps and at the
+//!   end; the best state by the workload's [`Selection`] among states whose rank pattern is
+//!   final (so an adaptive run never exports more than its budget) is what gets evaluated
+//!   and exported;
+//! - events for loss/lr/grad norm/ranks/metrics, and the run summary.
+//!
+//! Metric events at step s always describe the weights at step s: the final evaluations are
+//! reported at the step of the exported state.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{ElementConversion, Tensor};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rankfit_domain::prediction::Prediction;
+use rankfit_domain::run::RunConfig;
+use serde_json::{json, Map, Value};
+
+use crate::adapters::adalora::orthogonal_regularizer;
+use crate::adapters::{AdapterKind, AdapterSpec, Adapters};
+use crate::allocator::{for_method_with, oracle_batch, rank_map, AblationOracle, AllocatorSetup, RankAllocator};
+use crate::checkpoint::{self, Best, Checkpoint};
+use crate::export::{ExportMethod, ADAPTER_WEIGHTS};
+use crate::params::{collect_grads, AdamW, ParamStore};
+use crate::step::{after_backward, Trainable};
+use crate::{ArtifactKind, TrainError, TrainEvent, TrainJob, TrainOutput, CHECKPOINT_DIR};
+
+/// Steps of a run: `max_steps`, else `ceil(epochs * ceil(n / batch))` (as HF's Trainer).
+pub fn total_steps(cfg: &RunConfig, n_train: usize) -> u64 {
+    let per_epoch = n_train.div_ceil(cfg.training.batch_size as usize).max(1) as u64;
+    cfg.training.max_steps.unwrap_or_else(|| ((cfg.training.epochs * per_epoch as f64).ceil() as u64).max(1))
+}
+
+/// HF's `get_linear_schedule_with_warmup` at 0-based step `s`.
+pub fn learning_rate(base: f64, s: u64, total: u64, warmup: u64) -> f64 {
+    if s < warmup {
+        base * s as f64 / warmup.max(1) as f64
+    } else {
+        base * ((total - s.min(total)) as f64 / (total - warmup).max(1) as f64).max(0.0)
+    }
+}
+
+/// A permutation of the training set for `epoch`, from the seed alone.
+pub fn epoch_order(seed: u64, epoch: u64, n: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut rng = StdRng::seed_from_u64(seed ^ epoch.wrapping_add(1).wrapping_mul(0xA076_1D64_78BD_642F));
+    order.shuffle(&mut rng);
+    order
+}
+
+/// Peak resident memory of this process (Linux `VmHWM`), if known.
+pub fn peak_memory_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string(Path::new("/proc/self/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+pub fn emit_metrics(on_event: &mut dyn FnMut(TrainEvent), step: u64, split: &str, metrics: &Map<String, Value>) {
+    for (name, v) in metrics {
+        if let Some(value) = v.as_f64() {
+            on_event(TrainEvent::Metric { step, split: split.into(), name: name.clone(), value });
+        }
+    }
+}
+
+/// The adapters a run starts with: its method's kind at the method's initial rank.
+pub fn adapter_spec(job: &TrainJob) -> AdapterSpec {
+    let (cfg, t) = (&job.config, &job.config.training);
+    AdapterSpec {
+        kind: AdapterKind::for_method(&cfg.method),
+        rank: cfg.method.init_rank(job.budget) as usize,
+        alpha: t.lora_alpha,
+        dropout: t.lora_dropout,
+    }
+}
+
+/// A run's examples by split.
+pub struct Splits<S> {
+    pub train: Vec<S>,
+    pub validation: Vec<S>,
+    pub test: Vec<S>,
+}
+
+/// How the best state is chosen on the validation split.
+#[derive(Debug, Clone, Copy)]
+pub struct Selection {
+    /// A key of [`Workload::heldout`]'s metrics.
+    pub metric: &'static str,
+    pub higher_is_better: bool,
+}
+
+impl Selection {
+    fn improves(self, value: f64, best: f64) -> bool {
+        if self.higher_is_better {
+            value > best
+        } else {
+            value < best
+        }
+    }
+}
+
+/// The trainable state of a run.
+pub struct State<B: AutodiffBackend> {
+    pub device: B::Device,
+    pub store: ParamStore<B::InnerBackend>,
+    pub adapters: Adapters,
+    pub adam: AdamW<B::InnerBackend>,
+    pub allocator: Box<dyn RankAllocator<B::InnerBackend>>,
+    /// How the run's adapters are written (from the method).
+    pub method: ExportMethod,
+}
+
+/// What differs between model families; [`fit`] does the rest.
+pub trait Workload<B: AutodiffBackend> {
+    type Sample: Clone;
+
+    /// Tokens of one example (for throughput).
+    fn tokens(sample: &Self::Sample) -> usize;
+
+    /// The mean training loss of a batch, with dropout, on the live parameters.
+    fn loss(&self, items: &[&Self::Sample], live: &[Tensor<B, 2>], adapters: &Adapters, device: &B::Device) -> Tensor<B, 1>;
+
+    /// ALoRA's ablation oracle on a fixed batch of examples.
+    fn oracle<'a>(&'a self, samples: &'a [Self::Sample]) -> Box<dyn AblationOracle<B::InnerBackend> + 'a>;
+
+    /// Trainable parameters outside the adapters (a classification head).
+    fn head_params(&self, store: &ParamStore<B::InnerBackend>) -> usize;
+
+    fn selection(&self) -> Selection;
+
+    /// Metrics of the current weights on a held-out split, cheap enough for every
+    /// `eval_every` steps; holds [`Selection::metric`].
+    fn heldout(&self, state: &State<B>, samples: &[Self::Sample]) -> Result<Map<String, Value>, TrainError>;
+
+    /// The final evaluation of the exported weights on `split`, with per-example predictions.
+    fn evaluate(
+        &self,
+        state: &State<B>,
+        split: &str,
+        samples: &[Self::Sample],
+        on_event: &mut dyn FnMut(TrainEvent),
+    ) -> Result<(Map<String, Value>, Vec<Prediction>), TrainError>;
+
+    /// Writes the run's exports under `dir`, the PEFT adapter first.
+    fn export(&self, state: &State<B>, dir: &Path) -> Result<Vec<(ArtifactKind, PathBuf)>, TrainError>;
+}
+
+/// Trains `store`/`adapters` (just initialised by the workload) on `data`; resumes from
+/// `work_dir/checkpoint` when it holds a checkpoint of the same run.
+#[allow(clippy::too_many_arguments)]
+pub fn fit<B: AutodiffBackend, W: Workload<B>>(
+    job: &TrainJob,
+    workload: &W,
+    data: &Splits<W::Sample>,
+    store: ParamStore<B::InnerBackend>,
+    mut adapters: Adapters,
+    device: B::Device,
+    on_event: &mut dyn FnMut(TrainEvent),
+    cancel: &AtomicBool,
+    started: Instant,
+) -> Result<TrainOutput, TrainError> {
+    let cfg = &job.config;
+    let t = &cfg.training;
+    let total = total_steps(cfg, data.train.len());
+    let warmup = (t.warmup_ratio * total as f64).ceil() as u64;
+    let init_r = cfg.method.init_rank(job.budget) as usize;
+    let setup = AllocatorSetup::for_run(total, init_r, job.budget, &adapters, data.train.len(), t.batch_size, job.seed);
+    let (allocator, method) = for_method_with::<B::InnerBackend>(&cfg.method, &setup)?;
+    adapters.set_masking(allocator.masking());
+    let oracle_samples = oracle_batch(&cfg.method, allocator.as_ref(), job.seed, &data.train, &data.validation);
+    let adam = AdamW::new(store.params.len(), t.weight_decay);
+    let mut state = State::<B> { device, store, adapters, adam, allocator, method };
+    let selection = workload.selection();
+    let effective_trainable = |s: &State<B>| workload.head_params(&s.store) + s.adapters.live_params();
+
+    let ckpt_dir = job.work_dir.join(CHECKPOINT_DIR);
+    let fingerprint = checkpoint::fingerprint(job, total);
+    let mut step = 0u64;
+    let mut best: Option<Best<B::InnerBackend>> = None;
+    let start_trainable = effective_trainable(&state);
+    let mut peak_trainable = start_trainable;
+    if let Some(ck) = checkpoint::load::<B::InnerBackend>(&ckpt_dir, &fingerprint, &state.device)? {
+        step = ck.step;
+        ck.apply(&mut state.store, &mut state.adapters, &mut state.adam, state.allocator.as_mut(), &state.device)?;
+        best = ck.best;
+        peak_trainable = ck.peak_trainable.max(peak_trainable);
+        on_event(TrainEvent::Log { message: format!("resumed from the checkpoint at step {step} of {total}") });
+    } else {
+        on_event(TrainEvent::Log {
+            message: format!(
+                "training {} on {} ({} task) over {} examples ({} validation, {} test): {total} steps, {} adapters, {} trainable parameters",
+                cfg.method.method().display_name(),
+                job.base_model,
+                job.dataset.task_family,
+                data.train.len(),
+                data.validation.len(),
+                data.test.len(),
+                state.adapters.list.len(),
+                state.store.trainable_count()
+            ),
+        });
+    }
+    let ranks = |s: &State<B>, step: u64| TrainEvent::Ranks(rank_map(step, s.allocator.budget(), &s.adapters));
+    on_event(ranks(&state, step));
+    if step == 0 && t.eval_every > 0 && !data.validation.is_empty() {
+        // The starting point every later evaluation compares with.
+        emit_metrics(on_event, 0, "validation", &workload.heldout(&state, &data.validation)?);
+    }
+
+    let consider_best = |best: &mut Option<Best<B::InnerBackend>>, s: &State<B>, step: u64, metrics: &Map<String, Value>| {
+        if !s.allocator.is_final(step) {
+            return;
+        }
+        let Some(value) = metrics.get(selection.metric).and_then(Value::as_f64) else { return };
+        if best.as_ref().is_none_or(|b| selection.improves(value, b.metric)) {
+            *best = Some(Best::capture(&s.store, &s.adapters, step, value));
+        }
+    };
+    let save = |s: &State<B>, step: u64, best: Option<&Best<B::InnerBackend>>, peak: usize| {
+        let ck = Checkpoint::capture(&s.store, &s.adapters, &s.adam, s.allocator.as_ref(), step, best, peak);
+        checkpoint::save(&ckpt_dir, &fingerprint, &ck)
+    };
+
+    let bs = t.batch_size as usize;
+    let per_epoch = data.train.len().div_ceil(bs) as u64;
+    let log_every = (total / 100).max(1);
+    let (mut loss_sum, mut loss_n) = (0f64, 0u64);
+    let (mut examples_seen, mut tokens_seen) = (0usize, 0usize);
+    let loop_started = Instant::now();
+    let mut saved_at = step;
+    while step < total {
+        if cancel.load(Ordering::Relaxed) {
+            // Stopped early (cancel, worker shutdown, lost lease): save the progress so that a
+            // later attempt resumes from this step rather than from the last periodic checkpoint.
+            if t.checkpoint_every > 0 && step > saved_at {
+                save(&state, step, best.as_ref(), peak_trainable)?;
+                on_event(TrainEvent::Checkpoint { step });
+            }
+            return Err(TrainError::Cancelled);
+        }
+        let s = step;
+        step += 1;
+        let order = epoch_order(job.seed, s / per_epoch, data.train.len());
+        let pos = (s % per_epoch) as usize * bs;
+        let items: Vec<&W::Sample> = order[pos..(pos + bs).min(order.len())].iter().map(|&i| &data.train[i]).collect();
+        examples_seen += items.len();
+        tokens_seen += items.iter().map(|x| W::tokens(x)).sum::<usize>();
+        B::seed(&state.device, job.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(step));
+
+        let lr = learning_rate(t.learning_rate, s, total, warmup);
+        let (loss_value, outcome) = train_step(workload, &mut state, &items, &oracle_samples, step, lr, t.grad_clip)?;
+        for message in outcome.log {
+            on_event(TrainEvent::Log { message });
+        }
+        if !loss_value.is_finite() {
+            return Err(TrainError::Other(format!("the loss became {loss_value} at step {step}; lower the learning rate")));
+        }
+        loss_sum += loss_value;
+        loss_n += 1;
+        if outcome.changed {
+            on_event(ranks(&state, step));
+            peak_trainable = peak_trainable.max(effective_trainable(&state));
+        }
+        if step.is_multiple_of(log_every) || step == total {
+            for (name, value) in [("loss", loss_sum / loss_n as f64), ("lr", lr), ("grad_norm", outcome.grad_norm)] {
+                on_event(TrainEvent::Metric { step, split: "train".into(), name: name.into(), value });
+            }
+            (loss_sum, loss_n) = (0.0, 0);
+        }
+        if t.eval_every > 0 && step.is_multiple_of(t.eval_every) && step < total && !data.validation.is_empty() {
+            let metrics = workload.heldout(&state, &data.validation)?;
+            emit_metrics(on_event, step, "validation", &metrics);
+            consider_best(&mut best, &state, step, &metrics);
+        }
+        if t.checkpoint_every > 0 && step.is_multiple_of(t.checkpoint_every) && step < total {
+            save(&state, step, best.as_ref(), peak_trainable)?;
+            on_event(TrainEvent::Checkpoint { step });
+            saved_at = step;
+        }
+    }
+    let train_seconds = loop_started.elapsed().as_secs_f64();
+    on_event(ranks(&state, step));
+
+    // The final weights' held-out metrics, then the best eligible state (or the final one) is
+    // evaluated and exported.
+    if !data.validation.is_empty() {
+        let metrics = workload.heldout(&state, &data.validation)?;
+        emit_metrics(on_event, step, "validation", &metrics);
+        consider_best(&mut best, &state, step, &metrics);
+    }
+    let best_step = match best {
+        Some(b) if b.step != step => {
+            let (best_step, value) = (b.step, b.metric);
+            b.restore(&mut state.store, &mut state.adapters);
+            on_event(TrainEvent::Log {
+                message: format!("exporting the best checkpoint (step {best_step}, validation {} = {value:.4})", selection.metric),
+            });
+            best_step
+        }
+        _ => step,
+    };
+    let eval_started = Instant::now();
+    let (mut evaluations, mut predictions) = (Vec::new(), Vec::new());
+    for (split, samples) in [("validation", &data.validation), ("test", &data.test)] {
+        if samples.is_empty() {
+            continue;
+        }
+        let (metrics, preds) = workload.evaluate(&state, split, samples, on_event)?;
+        emit_metrics(on_event, best_step, split, &metrics);
+        evaluations.push((split.to_string(), metrics));
+        if split == "test" {
+            predictions = preds;
+        }
+    }
+    if evaluations.is_empty() {
+        on_event(TrainEvent::Log { message: "no validation or test split: exporting the final weights without evaluation".into() });
+    }
+    let eval_seconds = eval_started.elapsed().as_secs_f64();
+
+    let artifacts = workload.export(&state, &job.work_dir.join("export"))?;
+    let adapter_bytes = artifacts
+        .iter()
+        .find(|(k, _)| *k == ArtifactKind::AdapterPeft)
+        .and_then(|(_, p)| std::fs::metadata(p.join(ADAPTER_WEIGHTS)).ok())
+        .map(|m| m.len());
+    let architecture = rankfit_domain::catalog::base_model(&job.base_model).map(|m| m.architecture.as_str());
+    let summary = json!({
+        "method": cfg.method.method().as_str(),
+        "architecture": architecture,
+        "task_family": job.dataset.task_family.as_str(),
+        "total_steps": total,
+        "best_step": best_step,
+        "train_examples": data.train.len(),
+        "trainable_params": { "start": start_trainable, "peak": peak_trainable, "end": effective_trainable(&state) },
+        "final_ranks": state.adapters.list.iter().map(|a| json!([a.module, a.live_rank()])).collect::<Vec<_>>(),
+        "rank_budget": state.allocator.budget(),
+        "allocator": state.allocator.describe(),
+        "train_seconds": train_seconds,
+        "eval_seconds": eval_seconds,
+        "wall_seconds": started.elapsed().as_secs_f64(),
+        "examples_per_second": examples_seen as f64 / train_seconds.max(1e-9),
+        "tokens_per_second": tokens_seen as f64 / train_seconds.max(1e-9),
+        "adapter_file_bytes": adapter_bytes,
+        "peak_memory_bytes": peak_memory_bytes(),
+    });
+    Ok(TrainOutput { evaluations, artifacts, summary, predictions })
+}
+
+/// One optimisation step: the workload's loss (+ the orthogonal regulariser of SVD-form
+/// adapters), backward, then [`after_backward`]. Returns the loss and what the step did.
+fn train_step<B: AutodiffBackend, W: Workload<B>>(
+    workload: &W,
+    state: &mut State<B>,
+    items: &[&W::Sample],
+    oracle_samples: &[W::Sample],
+    step: u64,
+    lr: f64,
+    grad_clip: f64,
+) -> Result<(f64, crate::step::StepOutcome), TrainError> {
+    let live = state.store.live::<B>();
+    let mut loss = workload.loss(items, &live, &state.adapters, &state.device);
+    let reg_w = state.allocator.orth_reg_weight();
+    let mut orth_loss = None;
+    if reg_w > 0.0 {
+        if let Some(reg) = orthogonal_regularizer(&state.adapters, &live) {
+            orth_loss = Some(reg.clone().into_scalar().elem::<f64>());
+            loss = loss + reg * reg_w;
+        }
+    }
+    let loss_value = loss.clone().into_scalar().elem::<f64>();
+    let grads = collect_grads(&live, &loss.backward());
+    drop(live);
+    let mut oracle = (!oracle_samples.is_empty()).then(|| workload.oracle(oracle_samples));
+    let trainable =
+        Trainable { adapters: &mut state.adapters, store: &mut state.store, adam: &mut state.adam, allocator: state.allocator.as_mut() };
+    let oracle = oracle.as_mut().map(|o| &mut **o as &mut dyn AblationOracle<B::InnerBackend>);
+    let outcome = after_backward(grads, step, lr, grad_clip, orth_loss, trainable, oracle)?;
+    Ok((loss_value, outcome))
+}

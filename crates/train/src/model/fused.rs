@@ -1,0 +1,523 @@
+//! Activations as single autodiff ops with exact backward passes, where burn's composed
+//! versions are imprecise or slow:
+//!
+//! - [`gelu`]: `x Φ(x)` with the exact (erf) normal CDF, and its exact derivative
+//!   `Φ(x) + x φ(x)`, as in PyTorch's `nn.GELU()` (BERT's `hidden_act = "gelu"`). burn's own
+//!   `gelu` computes the erf form forward but differentiates the tanh approximation in
+//!   backward (`ActivationOps::gelu_backward`'s default, which the ndarray backend keeps): its
+//!   gradients disagree with its forward, and so with PyTorch's, by up to ~1e-3 per element
+//!   near |x| ≈ 2.
+//! - [`softmax`]: saves only its output `p` and computes `p ⊙ (g − Σ p ⊙ g)` in backward, as
+//!   PyTorch does. burn's softmax is `exp(x − max) / Σ exp(…)` differentiated op by op (the
+//!   division's and the exponential's backward, each a pass, keeping `exp` and the sum alive),
+//!   which rounds differently: where a head's gradient is a small difference of large terms
+//!   the two disagree in the leading digits. Measured on MiniLM (`tests/trajectory.rs`):
+//!   layer 0's head 2, whose query gradient is ~200x smaller than the other heads', gets a
+//!   gradient 25% off PyTorch's through burn's softmax (PyTorch's own f32 and f64 agree) and
+//!   4e-4 off through this one; after 40 Adam steps that head's LoRA weights were 4% apart.
+//!
+//! On the CPU backend both directions of both ops are single passes over host memory
+//! ([`host`]: each output element written once, in parallel chunks) instead of chains of
+//! elementwise ops that each allocate an array.
+//!
+//! An op is registered through burn-autodiff's public `Backward` trait, which needs the
+//! concrete `Autodiff<inner>` type; the model code is generic over any backend, so
+//! [`dispatch`] picks the op by the backend's type at run time (the CPU backend, and CUDA's
+//! when built with the `cuda` feature) and falls back to burn's own op elsewhere.
+
+use std::any::Any;
+use std::f64::consts::{FRAC_1_SQRT_2, PI};
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::{CheckpointStrategy, NoCheckpointing};
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{unary, Backward, Ops, OpsKind};
+use burn::backend::Autodiff;
+use burn::tensor::backend::Backend;
+use burn::tensor::ops::{ActivationOps, FloatTensor};
+use burn::tensor::{Tensor, TensorPrimitive};
+use burn_ndarray::NdArray;
+
+/// GELU (erf form) with the exact derivative on every backend.
+pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    dispatch(x, Gelu, |x| if B::ad_enabled(&x.device()) { gelu_from_ops(x) } else { burn::tensor::activation::gelu(x) })
+}
+
+/// The exact GELU from differentiable tensor ops (`erf`'s derivative is exact): the
+/// fallback for autodiff backends without the fused op.
+pub fn gelu_from_ops<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    let cdf = (x.clone() * FRAC_1_SQRT_2).erf().add_scalar(1.0).mul_scalar(0.5);
+    x * cdf
+}
+
+/// Softmax along `dim` with PyTorch's backward.
+pub fn softmax<B: Backend, const D: usize>(x: Tensor<B, D>, dim: usize) -> Tensor<B, D> {
+    dispatch(x, Softmax { dim }, |x| burn::tensor::activation::softmax(x, dim))
+}
+
+/// An elementwise-or-row op with its own forward and backward on an inner backend.
+trait FusedOp: Copy {
+    fn forward<I: Kernels>(self, x: FloatTensor<I>) -> FloatTensor<I>;
+    fn tracked<I: Kernels, C: CheckpointStrategy>(self, x: FloatTensor<Autodiff<I, C>>) -> FloatTensor<Autodiff<I, C>>;
+}
+
+/// `op` on `x` when `B` is one of the backends with kernels (autodiff or not), `fallback`
+/// otherwise.
+fn dispatch<B: Backend, const D: usize, O: FusedOp>(
+    x: Tensor<B, D>,
+    op: O,
+    fallback: impl FnOnce(Tensor<B, D>) -> Tensor<B, D>,
+) -> Tensor<B, D> {
+    let primitive: Box<dyn Any> = Box::new(x.into_primitive().tensor());
+    // Training: the op with its backward.
+    let primitive = match primitive.downcast::<FloatTensor<Autodiff<NdArray<f32>>>>() {
+        Ok(x) => return backend_tensor(Box::new(op.tracked::<NdArray<f32>, NoCheckpointing>(*x))),
+        Err(p) => p,
+    };
+    #[cfg(feature = "cuda")]
+    let primitive = match primitive.downcast::<FloatTensor<Autodiff<burn::backend::Cuda<f32>>>>() {
+        Ok(x) => return backend_tensor(Box::new(op.tracked::<burn::backend::Cuda<f32>, NoCheckpointing>(*x))),
+        Err(p) => p,
+    };
+    // Evaluation on the CPU backend: the one-pass forward.
+    let primitive = match primitive.downcast::<FloatTensor<NdArray<f32>>>() {
+        Ok(x) => return backend_tensor(Box::new(op.forward::<NdArray<f32>>(*x))),
+        Err(p) => p,
+    };
+    fallback(backend_tensor(primitive))
+}
+
+/// A tensor of `B` from a primitive known to be `B`'s (it came from, or was checked against,
+/// `B`'s type).
+fn backend_tensor<B: Backend, const D: usize>(primitive: Box<dyn Any>) -> Tensor<B, D> {
+    match primitive.downcast::<FloatTensor<B>>() {
+        Ok(p) => Tensor::from_primitive(TensorPrimitive::Float(*p)),
+        Err(_) => unreachable!("the primitive's type is B's float tensor type"),
+    }
+}
+
+/// The ops' two directions on an inner backend: by default from the backend's tensor ops,
+/// on the CPU backend as single host passes.
+trait Kernels: Backend {
+    /// `x Φ(x)`.
+    fn exact_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::gelu(x)
+    }
+
+    /// `grad · (Φ(x) + x φ(x))`.
+    fn exact_gelu_grad(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::float_mul(grad, gelu_derivative::<Self>(x))
+    }
+
+    fn softmax_forward(x: FloatTensor<Self>, dim: usize) -> FloatTensor<Self> {
+        Self::softmax(x, dim)
+    }
+
+    /// `p ⊙ (g − Σ_dim p ⊙ g)` from the output `p`.
+    fn softmax_grad(p: FloatTensor<Self>, grad: FloatTensor<Self>, dim: usize) -> FloatTensor<Self> {
+        softmax_grad_from_ops::<Self>(p, grad, dim)
+    }
+}
+
+impl Kernels for NdArray<f32> {
+    fn exact_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        host::map(&x, host::gelu)
+    }
+
+    fn exact_gelu_grad(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        host::zip(&x, &grad, |x, g| g * host::gelu_derivative(x))
+    }
+
+    fn softmax_forward(x: FloatTensor<Self>, dim: usize) -> FloatTensor<Self> {
+        if host::is_last(&x, dim) {
+            host::softmax_rows(&x)
+        } else {
+            Self::softmax(x, dim)
+        }
+    }
+
+    fn softmax_grad(p: FloatTensor<Self>, grad: FloatTensor<Self>, dim: usize) -> FloatTensor<Self> {
+        if host::is_last(&p, dim) {
+            host::softmax_grad_rows(&p, &grad)
+        } else {
+            softmax_grad_from_ops::<Self>(p, grad, dim)
+        }
+    }
+}
+
+#[cfg(feature = "cuda")]
+impl Kernels for burn::backend::Cuda<f32> {}
+
+/// `Φ(x) + x φ(x)` with `Φ(x) = (1 + erf(x/√2))/2` and `φ(x) = exp(-x²/2)/√(2π)`.
+fn gelu_derivative<I: Backend>(x: FloatTensor<I>) -> FloatTensor<I> {
+    let erf = I::float_erf(I::float_mul_scalar(x.clone(), FRAC_1_SQRT_2.into()));
+    let cdf = I::float_mul_scalar(I::float_add_scalar(erf, 1.0.into()), 0.5.into());
+    let square = I::float_mul(x.clone(), x.clone());
+    let pdf = I::float_mul_scalar(I::float_exp(I::float_mul_scalar(square, (-0.5).into())), (1.0 / (2.0 * PI).sqrt()).into());
+    I::float_add(cdf, I::float_mul(x, pdf))
+}
+
+fn softmax_grad_from_ops<I: Backend>(p: FloatTensor<I>, grad: FloatTensor<I>, dim: usize) -> FloatTensor<I> {
+    let dot = I::float_sum_dim(I::float_mul(p.clone(), grad.clone()), dim);
+    I::float_mul(p, I::float_sub(grad, dot))
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Gelu;
+
+/// GELU's backward: `grad · (Φ(x) + x φ(x))` from the saved input `x`.
+#[derive(Debug)]
+struct GeluBackward;
+
+impl<I: Kernels> Backward<I, 1> for GeluBackward {
+    type State = FloatTensor<I>;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let x = ops.state;
+        unary::<I, _>(ops.parents, ops.node, grads, |grad| I::exact_gelu_grad(x, grad));
+    }
+}
+
+impl FusedOp for Gelu {
+    fn forward<I: Kernels>(self, x: FloatTensor<I>) -> FloatTensor<I> {
+        I::exact_gelu(x)
+    }
+
+    fn tracked<I: Kernels, C: CheckpointStrategy>(self, x: FloatTensor<Autodiff<I, C>>) -> FloatTensor<Autodiff<I, C>> {
+        match GeluBackward.prepare::<C>([x.node.clone()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let y = I::exact_gelu(x.primitive.clone());
+                prep.finish(x.primitive, y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(I::exact_gelu(x.primitive)),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Softmax {
+    dim: usize,
+}
+
+/// Softmax's backward from the saved output and the dimension.
+#[derive(Debug)]
+struct SoftmaxBackward;
+
+impl<I: Kernels> Backward<I, 1> for SoftmaxBackward {
+    type State = (FloatTensor<I>, usize);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (p, dim) = ops.state;
+        unary::<I, _>(ops.parents, ops.node, grads, |grad| I::softmax_grad(p, grad, dim));
+    }
+}
+
+impl FusedOp for Softmax {
+    fn forward<I: Kernels>(self, x: FloatTensor<I>) -> FloatTensor<I> {
+        I::softmax_forward(x, self.dim)
+    }
+
+    fn tracked<I: Kernels, C: CheckpointStrategy>(self, x: FloatTensor<Autodiff<I, C>>) -> FloatTensor<Autodiff<I, C>> {
+        match SoftmaxBackward.prepare::<C>([x.node.clone()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let p = I::softmax_forward(x.primitive, self.dim);
+                prep.finish((p.clone(), self.dim), p)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(I::softmax_forward(x.primitive, self.dim)),
+        }
+    }
+}
+
+/// Elementwise kernels over the CPU backend's f32 tensors: each output element written once,
+/// from contiguous input slices, in parallel chunks on rayon's pool (the one burn-ndarray's
+/// own kernels use).
+mod host {
+    use std::borrow::Cow;
+    use std::f32::consts::FRAC_1_SQRT_2;
+
+    use burn::tensor::{TensorData, TensorMetadata};
+    use burn_ndarray::NdArrayTensor;
+    use rayon::prelude::*;
+
+    /// Elements per parallel task: large enough that scheduling is noise, small enough
+    /// that both cores get work on the smallest activations (a few hundred thousand).
+    const CHUNK: usize = 1 << 14;
+    /// 1/√(2π).
+    const INV_SQRT_2PI: f32 = 0.398_942_3;
+
+    pub fn gelu(x: f32) -> f32 {
+        0.5 * x * (1.0 + libm::erff(x * FRAC_1_SQRT_2))
+    }
+
+    /// `Φ(x) + x φ(x)`.
+    pub fn gelu_derivative(x: f32) -> f32 {
+        0.5 * (1.0 + libm::erff(x * FRAC_1_SQRT_2)) + x * INV_SQRT_2PI * (-0.5 * x * x).exp()
+    }
+
+    /// The tensor's elements in logical (row-major) order, borrowed when already laid out so.
+    fn values(t: &NdArrayTensor) -> Cow<'_, [f32]> {
+        match t {
+            NdArrayTensor::F32(storage) => {
+                let view = storage.view();
+                match view.to_slice() {
+                    Some(slice) => Cow::Borrowed(slice),
+                    None => Cow::Owned(view.iter().copied().collect()),
+                }
+            }
+            other => unreachable!("the f32 backend holds f32 tensors, not {:?}", other.dtype()),
+        }
+    }
+
+    fn tensor(values: Vec<f32>, like: &NdArrayTensor) -> NdArrayTensor {
+        NdArrayTensor::from_data(TensorData::new(values, like.shape()))
+    }
+
+    /// `f` of every element of `x`.
+    pub fn map(x: &NdArrayTensor, f: impl Fn(f32) -> f32 + Sync) -> NdArrayTensor {
+        let xs = values(x);
+        let mut out = vec![0f32; xs.len()];
+        out.par_chunks_mut(CHUNK).zip(xs.par_chunks(CHUNK)).for_each(|(o, x)| {
+            for (o, &x) in o.iter_mut().zip(x) {
+                *o = f(x);
+            }
+        });
+        tensor(out, x)
+    }
+
+    /// Whether `dim` is the tensor's last dimension (the rows the row kernels work on).
+    pub fn is_last(t: &NdArrayTensor, dim: usize) -> bool {
+        dim + 1 == t.shape().num_dims()
+    }
+
+    /// Softmax of every row (last dimension): max, exp and sum, scale; one write per element.
+    pub fn softmax_rows(x: &NdArrayTensor) -> NdArrayTensor {
+        let xs = values(x);
+        let n = *x.shape().last().expect("softmax of a scalar");
+        let mut out = vec![0f32; xs.len()];
+        let rows = (CHUNK / n.max(1)).max(1) * n;
+        out.par_chunks_mut(rows).zip(xs.par_chunks(rows)).for_each(|(o, x)| {
+            for (o, x) in o.chunks_mut(n).zip(x.chunks(n)) {
+                let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let mut sum = 0f32;
+                for (o, &x) in o.iter_mut().zip(x) {
+                    *o = (x - max).exp();
+                    sum += *o;
+                }
+                let inv = 1.0 / sum;
+                o.iter_mut().for_each(|o| *o *= inv);
+            }
+        });
+        tensor(out, x)
+    }
+
+    /// Softmax's backward per row from its output: `p ⊙ (g − Σ p ⊙ g)`.
+    pub fn softmax_grad_rows(p: &NdArrayTensor, grad: &NdArrayTensor) -> NdArrayTensor {
+        assert_eq!(p.shape(), grad.shape(), "softmax gradient of another shape than its output");
+        let (ps, gs) = (values(p), values(grad));
+        let n = *p.shape().last().expect("softmax of a scalar");
+        let mut out = vec![0f32; ps.len()];
+        let rows = (CHUNK / n.max(1)).max(1) * n;
+        out.par_chunks_mut(rows).zip(ps.par_chunks(rows).zip(gs.par_chunks(rows))).for_each(|(o, (p, g))| {
+            for ((o, p), g) in o.chunks_mut(n).zip(p.chunks(n)).zip(g.chunks(n)) {
+                let dot: f32 = p.iter().zip(g).map(|(p, g)| p * g).sum();
+                for ((o, &p), &g) in o.iter_mut().zip(p).zip(g) {
+                    *o = p * (g - dot);
+                }
+            }
+        });
+        tensor(out, p)
+    }
+
+    /// `f` of every pair of elements of `a` and `b` (same shape).
+    pub fn zip(a: &NdArrayTensor, b: &NdArrayTensor, f: impl Fn(f32, f32) -> f32 + Sync) -> NdArrayTensor {
+        assert_eq!(a.shape(), b.shape(), "elementwise kernel on tensors of different shapes");
+        let (xs, ys) = (values(a), values(b));
+        let mut out = vec![0f32; xs.len()];
+        out.par_chunks_mut(CHUNK).zip(xs.par_chunks(CHUNK).zip(ys.par_chunks(CHUNK))).for_each(|(o, (x, y))| {
+            for ((o, &x), &y) in o.iter_mut().zip(x).zip(y) {
+                *o = f(x, y);
+            }
+        });
+        tensor(out, a)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{Tensor, TensorData};
+
+    use super::{gelu, gelu_from_ops, softmax};
+
+    type Cpu = burn::backend::NdArray<f32>;
+    type Ad = burn::backend::Autodiff<Cpu>;
+
+    fn pdf(x: f64) -> f64 {
+        (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt()
+    }
+
+    /// Φ(x) by Simpson's rule from 0 (independent of any erf implementation).
+    fn cdf(x: f64) -> f64 {
+        let n = 2000;
+        let h = x / n as f64;
+        let s: f64 = (0..=n)
+            .map(|i| {
+                pdf(i as f64 * h)
+                    * if i == 0 || i == n {
+                        1.0
+                    } else if i % 2 == 1 {
+                        4.0
+                    } else {
+                        2.0
+                    }
+            })
+            .sum();
+        0.5 + s * h / 3.0
+    }
+
+    fn xs() -> Vec<f32> {
+        (-60..=60).map(|i| i as f32 * 0.1).collect()
+    }
+
+    fn grad_of(f: fn(Tensor<Ad, 2>) -> Tensor<Ad, 2>) -> Vec<f32> {
+        let xs = xs();
+        let x = Tensor::<Ad, 2>::from_data(TensorData::new(xs.clone(), [11, 11]), &Default::default()).require_grad();
+        let g = f(x.clone()).sum().backward();
+        x.grad(&g).unwrap().into_data().to_vec::<f32>().unwrap()
+    }
+
+    /// Worst |gradient - (Φ(x) + x φ(x))| and worst |gradient - central finite difference of x Φ(x)|.
+    fn errors(grad: &[f32]) -> (f64, f64) {
+        let (mut exact, mut fd) = (0f64, 0f64);
+        for (&x, &g) in xs().iter().zip(grad) {
+            let (x, g) = (f64::from(x), f64::from(g));
+            exact = exact.max((g - (cdf(x) + x * pdf(x))).abs());
+            let h = 1e-3;
+            fd = fd.max((g - ((x + h) * cdf(x + h) - (x - h) * cdf(x - h)) / (2.0 * h)).abs());
+        }
+        (exact, fd)
+    }
+
+    /// The fused op's gradient (and the tensor-op fallback's) is GELU's exact derivative;
+    /// burn's own `gelu` backward is off by far more (the tanh approximation's derivative).
+    #[test]
+    fn gelu_gradient_is_the_exact_derivative() {
+        for (name, f) in [("fused", gelu as fn(Tensor<Ad, 2>) -> Tensor<Ad, 2>), ("from ops", gelu_from_ops)] {
+            let (exact, fd) = errors(&grad_of(f));
+            assert!(exact < 2e-6 && fd < 2e-6, "{name}: {exact:.2e} off Φ(x) + xφ(x), {fd:.2e} off the finite difference");
+        }
+        let (burns, _) = errors(&grad_of(burn::tensor::activation::gelu));
+        assert!(burns > 1e-4, "burn's gelu gradient is exact now ({burns:.2e} off): its own op would do");
+    }
+
+    /// Forward: x Φ(x) on both the autodiff and the plain backend.
+    #[test]
+    fn gelu_forward_is_the_erf_form() {
+        let xs = xs();
+        let dev = Default::default();
+        let ad = gelu(Tensor::<Ad, 2>::from_data(TensorData::new(xs.clone(), [11, 11]), &dev)).into_data().to_vec::<f32>().unwrap();
+        let plain = gelu(Tensor::<Cpu, 2>::from_data(TensorData::new(xs.clone(), [11, 11]), &dev)).into_data().to_vec::<f32>().unwrap();
+        for ((&x, a), p) in xs.iter().zip(ad).zip(plain) {
+            let want = f64::from(x) * cdf(f64::from(x));
+            assert!((f64::from(a) - want).abs() < 2e-6 && (f64::from(p) - want).abs() < 2e-6, "gelu({x}) = {a} / {p}, want {want}");
+        }
+    }
+
+    /// Rows of logits, from mild to an attention head that puts nearly all weight on one
+    /// token, and an upstream gradient, both deterministic.
+    fn softmax_case() -> (Vec<f32>, Vec<f32>, [usize; 2]) {
+        let (rows, n) = (6, 24);
+        let mut logits = Vec::new();
+        for r in 0..rows {
+            let scale = [0.5f32, 2.0, 4.0, 6.0, 8.0, 9.0][r];
+            logits.extend((0..n).map(|j| if j == (r * 5) % n { scale } else { ((j * 7 + r * 3) % 11) as f32 * 0.1 - 0.5 }));
+        }
+        let grad = (0..rows * n).map(|i| ((i * 13) % 17) as f32 * 0.1 - 0.8).collect();
+        (logits, grad, [rows, n])
+    }
+
+    /// `p ⊙ (g − Σ p ⊙ g)` per row in f64 from the same f32 inputs.
+    fn softmax_grad_f64(logits: &[f32], grad: &[f32], n: usize) -> Vec<f64> {
+        let mut out = Vec::new();
+        for (x, g) in logits.chunks(n).zip(grad.chunks(n)) {
+            let max = x.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(f64::from(v)));
+            let e: Vec<f64> = x.iter().map(|&v| (f64::from(v) - max).exp()).collect();
+            let sum: f64 = e.iter().sum();
+            let p: Vec<f64> = e.iter().map(|e| e / sum).collect();
+            let dot: f64 = p.iter().zip(g).map(|(p, &g)| p * f64::from(g)).sum();
+            out.extend(p.iter().zip(g).map(|(p, &g)| p * (f64::from(g) - dot)));
+        }
+        out
+    }
+
+    /// Worst error of each row's gradient relative to that row's largest exact entry.
+    fn softmax_grad_error(f: fn(Tensor<Ad, 2>) -> Tensor<Ad, 2>, transposed: bool) -> f64 {
+        let (logits, grad, [rows, n]) = softmax_case();
+        let dev = Default::default();
+        let x = if transposed {
+            // The same logits laid out column-major: the kernels must read logical order.
+            let t: Vec<f32> = (0..n).flat_map(|j| (0..rows).map(move |r| (r, j))).map(|(r, j)| logits[r * n + j]).collect();
+            Tensor::<Ad, 2>::from_data(TensorData::new(t, [n, rows]), &dev).require_grad()
+        } else {
+            Tensor::<Ad, 2>::from_data(TensorData::new(logits.clone(), [rows, n]), &dev).require_grad()
+        };
+        let logical = if transposed { x.clone().swap_dims(0, 1) } else { x.clone() };
+        let g = Tensor::<Ad, 2>::from_data(TensorData::new(grad.clone(), [rows, n]), &dev);
+        let grads = (f(logical) * g).sum().backward();
+        let mut got = x.grad(&grads).unwrap();
+        if transposed {
+            got = got.swap_dims(0, 1);
+        }
+        let got = got.into_data().convert::<f32>().to_vec::<f32>().unwrap();
+        let want = softmax_grad_f64(&logits, &grad, n);
+        let mut worst = 0f64;
+        for (g, w) in got.chunks(n).zip(want.chunks(n)) {
+            let scale = w.iter().fold(0f64, |m, w| m.max(w.abs()));
+            let mut row = 0f64;
+            for (g, w) in g.iter().zip(w) {
+                row = row.max((f64::from(*g) - w).abs() / scale);
+            }
+            worst = worst.max(row);
+        }
+        worst
+    }
+
+    /// The fused softmax's gradient is `p ⊙ (g − Σ p ⊙ g)` from the f32 output, as PyTorch
+    /// computes it, on rows from flat to nearly one-hot, in row-major and transposed layouts.
+    /// (Relative to each row's largest entry: a peaked row's small entries carry f32's
+    /// rounding of `1 − p_max`, in PyTorch as here. That burn's op-by-op backward does not
+    /// follow PyTorch is what `tests/trajectory.rs` catches: see the module docs.)
+    #[test]
+    fn softmax_gradient_is_the_analytic_one() {
+        let fused = softmax_grad_error(|x| softmax(x, 1), false);
+        let fused_t = softmax_grad_error(|x| softmax(x, 1), true);
+        assert!(fused < 2e-4 && fused_t < 2e-4, "fused softmax gradient {fused:.2e} / {fused_t:.2e} (transposed) off the f64 one");
+    }
+
+    /// Forward: the softmax of every row, along the last dimension (the host kernel) and
+    /// along another one (the backend's ops), with and without autodiff.
+    #[test]
+    fn softmax_forward_matches_f64() {
+        let (logits, _, [rows, n]) = softmax_case();
+        let dev = Default::default();
+        let want: Vec<f64> = logits
+            .chunks(n)
+            .flat_map(|x| {
+                let max = x.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(f64::from(v)));
+                let sum: f64 = x.iter().map(|&v| (f64::from(v) - max).exp()).sum();
+                x.iter().map(move |&v| (f64::from(v) - max).exp() / sum)
+            })
+            .collect();
+        let plain = Tensor::<Cpu, 2>::from_data(TensorData::new(logits.clone(), [rows, n]), &dev);
+        let ad = Tensor::<Ad, 2>::from_data(TensorData::new(logits.clone(), [rows, n]), &dev);
+        let outputs = [
+            softmax(plain.clone(), 1).into_data(),
+            softmax(ad, 1).into_data(),
+            softmax(plain.swap_dims(0, 1), 0).swap_dims(0, 1).into_data(),
+        ];
+        for out in outputs {
+            for (g, w) in out.to_vec::<f32>().unwrap().iter().zip(&want) {
+                assert!((f64::from(*g) - w).abs() < 1e-6, "softmax {g} vs {w}");
+            }
+        }
+    }
+}
