@@ -12,8 +12,10 @@ names.
 
 Writes crates/train/tests/fixtures/trajectory/{lora,adalora}.json and
 {lora,adalora}_{init,final}.safetensors. CPU, float32, one thread, deterministic
-algorithms: two runs give bit-identical files (made with torch 2.15, transformers 5.24,
-peft 0.21.2; the versions are recorded in the JSON).
+algorithms: two runs on one machine give bit-identical files; on another CPU the last
+bits of losses and weights can differ (torch's kernels follow the CPU's vector width: a
+rerun elsewhere moved losses by ~1e-7), far inside the replay test's tolerances. Made
+with torch 2.15, transformers 5.24, peft 0.21.2 (the versions are recorded in the JSON).
 
 The loop (`run_steps`) is shared with tools/reference/trajectory_llama.py, the decoder's
 version. Per step s = 0..39 (global step t = s + 1, batch s % 5), as PEFT documents it:

@@ -13,8 +13,10 @@ init and at the end, under rankfit's parameter names.
 
 Writes crates/train/tests/fixtures/trajectory/llama_{lora,adalora}.json and
 llama_{lora,adalora}_{init,final}.safetensors. CPU, float32, one thread, deterministic
-algorithms: two runs give bit-identical files (made with torch 2.15, transformers 5.24,
-peft 0.21.2; the versions are recorded in the JSON). Takes about two minutes.
+algorithms: two runs on one machine give bit-identical files; on another CPU the last
+bits of losses and weights can differ (torch's kernels follow the CPU's vector width: a
+rerun elsewhere moved losses by ~1e-7), far inside the replay test's tolerances. Made
+with torch 2.15, transformers 5.24, peft 0.21.2 (the versions are recorded in the JSON). Takes about two minutes.
 
 The adapters sit on q_proj and v_proj of 6 of the 30 layers (LAYERS: full module paths as
 target_modules, which PEFT and rankfit match the same way), 12 modules like the encoder's

@@ -472,19 +472,19 @@ fn allocation_round(
 /// analytic one computed in f64, relative to its largest entry.
 fn bench_ops(reps: usize) {
     use rankfit_train::model::fused::{gelu, gelu_from_ops, softmax};
-    type F64 = burn::backend::NdArray<f64>;
-    let dev = Device::default();
     let mut rng = StdRng::seed_from_u64(1);
-
+    // The f64 references are plain loops: an f64 tensor on the CPU device would make burn
+    // create the f32 tensors that follow as f64.
     let shape = [32 * 128, 1536];
     let data: Vec<f32> = (0..shape[0] * shape[1]).map(|_| rng.random_range(-4.0f32..4.0)).collect();
-    // Φ(x) + x φ(x) in f64.
-    let exact: Vec<f64> = {
-        let x = Tensor::<F64, 2>::from_data(TensorData::new(data.iter().map(|&v| f64::from(v)).collect::<Vec<_>>(), shape), &dev);
-        let cdf = (x.clone() * std::f64::consts::FRAC_1_SQRT_2).erf().add_scalar(1.0).mul_scalar(0.5);
-        let pdf = (x.clone() * x.clone()).mul_scalar(-0.5).exp().mul_scalar(1.0 / (2.0 * std::f64::consts::PI).sqrt());
-        (cdf + x * pdf).into_data().to_vec::<f64>().expect("f64 data")
-    };
+    // Φ(x) + x φ(x).
+    let exact: Vec<f64> = data
+        .iter()
+        .map(|&x| {
+            let x = f64::from(x);
+            0.5 * (1.0 + libm::erf(x * std::f64::consts::FRAC_1_SQRT_2)) + x * (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt()
+        })
+        .collect();
     let gelus: [(&str, fn(Tensor<B, 2>) -> Tensor<B, 2>); 3] = [
         ("burn gelu (tanh-approximation derivative)", burn::tensor::activation::gelu),
         ("rankfit fused gelu (exact derivative)", gelu),
@@ -496,19 +496,30 @@ fn bench_ops(reps: usize) {
     let n: usize = shape.iter().product();
     let data: Vec<f32> = (0..n).map(|_| rng.random_range(-6.0f32..6.0)).collect();
     let upstream: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
-    // p ⊙ (g − Σ p ⊙ g) per row in f64.
-    let exact: Vec<f64> = {
-        let f64s = |v: &[f32]| Tensor::<F64, 4>::from_data(TensorData::new(v.iter().map(|&x| f64::from(x)).collect::<Vec<_>>(), shape), &dev);
-        let p = burn::tensor::activation::softmax(f64s(&data), 3);
-        let g = f64s(&upstream);
-        let dot = (p.clone() * g.clone()).sum_dim(3);
-        (p * (g - dot)).into_data().to_vec::<f64>().expect("f64 data")
-    };
-    let softmaxes: [(&str, fn(Tensor<B, 4>) -> Tensor<B, 4>); 2] = [
-        ("burn softmax (op-by-op backward)", |x| burn::tensor::activation::softmax(x, 3)),
-        ("rankfit fused softmax", |x| softmax(x, 3)),
-    ];
-    op_table(&format!("softmax forward + backward, {shape:?} f32 (last dimension)"), reps, &data, shape, &softmaxes, Some(&upstream), &exact);
+    // p ⊙ (g − Σ p ⊙ g) per row.
+    let row = shape[3];
+    let exact: Vec<f64> = data
+        .chunks(row)
+        .zip(upstream.chunks(row))
+        .flat_map(|(x, g)| {
+            let max = x.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(f64::from(v)));
+            let e: Vec<f64> = x.iter().map(|&v| (f64::from(v) - max).exp()).collect();
+            let sum: f64 = e.iter().sum();
+            let dot: f64 = e.iter().zip(g).map(|(e, &g)| e / sum * f64::from(g)).sum();
+            e.into_iter().zip(g).map(move |(e, &g)| e / sum * (f64::from(g) - dot)).collect::<Vec<_>>()
+        })
+        .collect();
+    let softmaxes: [(&str, fn(Tensor<B, 4>) -> Tensor<B, 4>); 2] =
+        [("burn softmax (op-by-op backward)", |x| burn::tensor::activation::softmax(x, 3)), ("rankfit fused softmax", |x| softmax(x, 3))];
+    op_table(
+        &format!("softmax forward + backward, {shape:?} f32 (last dimension)"),
+        reps,
+        &data,
+        shape,
+        &softmaxes,
+        Some(&upstream),
+        &exact,
+    );
 }
 
 /// One table of [`bench_ops`]: each variant's forward + backward of `sum(f(x) ⊙ upstream)`
@@ -539,7 +550,7 @@ fn op_table<const D: usize>(
             };
             x.grad(&loss.backward()).expect("x has a gradient")
         };
-        let g = run().into_data().to_vec::<f32>().expect("f32 gradient");
+        let g = run().into_data().convert::<f32>().to_vec::<f32>().expect("f32 gradient");
         let err = g.iter().zip(exact).map(|(&a, &b)| (f64::from(a) - b).abs()).fold(0f64, f64::max);
         let started = Instant::now();
         for _ in 0..reps {
