@@ -485,7 +485,7 @@ fn bench_ops(reps: usize) {
             0.5 * (1.0 + libm::erf(x * std::f64::consts::FRAC_1_SQRT_2)) + x * (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt()
         })
         .collect();
-    let gelus: [(&str, fn(Tensor<B, 2>) -> Tensor<B, 2>); 3] = [
+    let gelus: [Variant<2>; 3] = [
         ("burn gelu (tanh-approximation derivative)", burn::tensor::activation::gelu),
         ("rankfit fused gelu (exact derivative)", gelu),
         ("exact gelu from tensor ops", gelu_from_ops),
@@ -509,7 +509,7 @@ fn bench_ops(reps: usize) {
             e.into_iter().zip(g).map(move |(e, &g)| e / sum * (f64::from(g) - dot)).collect::<Vec<_>>()
         })
         .collect();
-    let softmaxes: [(&str, fn(Tensor<B, 4>) -> Tensor<B, 4>); 2] =
+    let softmaxes: [Variant<4>; 2] =
         [("burn softmax (op-by-op backward)", |x| burn::tensor::activation::softmax(x, 3)), ("rankfit fused softmax", |x| softmax(x, 3))];
     op_table(
         &format!("softmax forward + backward, {shape:?} f32 (last dimension)"),
@@ -522,6 +522,9 @@ fn bench_ops(reps: usize) {
     );
 }
 
+/// A named implementation of an op, for [`op_table`].
+type Variant<const D: usize> = (&'static str, fn(Tensor<B, D>) -> Tensor<B, D>);
+
 /// One table of [`bench_ops`]: each variant's forward + backward of `sum(f(x) ⊙ upstream)`
 /// (`upstream` all ones when `None`).
 fn op_table<const D: usize>(
@@ -529,7 +532,7 @@ fn op_table<const D: usize>(
     reps: usize,
     data: &[f32],
     shape: [usize; D],
-    variants: &[(&str, fn(Tensor<B, D>) -> Tensor<B, D>)],
+    variants: &[Variant<D>],
     upstream: Option<&[f32]>,
     exact: &[f64],
 ) {

@@ -438,9 +438,12 @@ mod tests {
         }
     }
 
+    /// Logits, upstream gradient and shape of a softmax test.
+    type SoftmaxCase = (Vec<f32>, Vec<f32>, [usize; 2]);
+
     /// Rows of logits, from mild to an attention head that puts nearly all weight on one
     /// token, and an upstream gradient, both deterministic.
-    fn softmax_case() -> (Vec<f32>, Vec<f32>, [usize; 2]) {
+    fn softmax_case() -> SoftmaxCase {
         let (rows, n) = (6, 24);
         let mut logits = Vec::new();
         for r in 0..rows {
@@ -468,7 +471,7 @@ mod tests {
     /// Worst error of each row's gradient relative to that row's largest exact entry.
     /// Attention-like rows: 64 rows of 128 logits spread over [-6, 6] (a deterministic
     /// scramble), an upstream gradient in [-1, 1].
-    fn attention_case() -> (Vec<f32>, Vec<f32>, [usize; 2]) {
+    fn attention_case() -> SoftmaxCase {
         let (rows, n) = (64, 128);
         let spread = |i: usize, k: usize, m: usize| (i.wrapping_mul(k) % m) as f32 / (m - 1) as f32;
         let logits = (0..rows * n).map(|i| 12.0 * spread(i, 7919, 1009) - 6.0).collect();
@@ -476,7 +479,7 @@ mod tests {
         (logits, grad, [rows, n])
     }
 
-    fn softmax_grad_error(f: fn(Tensor<Ad, 2>) -> Tensor<Ad, 2>, transposed: bool, case: fn() -> (Vec<f32>, Vec<f32>, [usize; 2])) -> f64 {
+    fn softmax_grad_error(f: fn(Tensor<Ad, 2>) -> Tensor<Ad, 2>, transposed: bool, case: fn() -> SoftmaxCase) -> f64 {
         let (logits, grad, [rows, n]) = case();
         let dev = Default::default();
         let x = if transposed {
