@@ -42,18 +42,7 @@ pub fn dropout<B: Backend, const D: usize>(x: Tensor<B, D>, p: f64, train: bool)
     x.mask_fill(Tensor::<B, D, Bool>::from_data(TensorData::new(drop, shape), &device), 0.0) / (1.0 - p)
 }
 
-/// LayerNorm over the last dim with biased variance (PyTorch semantics).
-pub fn layer_norm<B: Backend, const D: usize>(x: Tensor<B, D>, gamma: &Tensor<B, 1>, beta: &Tensor<B, 1>, eps: f64) -> Tensor<B, D> {
-    let last = D - 1;
-    let mean = x.clone().mean_dim(last);
-    let centered = x - mean;
-    let var = centered.clone().square().mean_dim(last);
-    let normed = centered / (var + eps).sqrt();
-    let h = gamma.dims()[0];
-    let mut shape = [1usize; D];
-    shape[last] = h;
-    normed * gamma.clone().reshape(shape) + beta.clone().reshape(shape)
-}
+pub use fused::layer_norm;
 
 /// `x [n, in] @ wt [in, out] + b`.
 pub fn affine<B: Backend>(x: Tensor<B, 2>, wt: &Tensor<B, 2>, b: &Tensor<B, 1>) -> Tensor<B, 2> {
