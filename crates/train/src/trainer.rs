@@ -23,7 +23,6 @@ use crate::assets::{locate_minilm, MiniLmFiles};
 use crate::data::{prepare, HeadTask, Sample};
 use crate::export::TrainedAdapter;
 use crate::fit::{adapter_spec, fit, Selection, Splits, State, Workload};
-pub use crate::fit::{emit_metrics, epoch_order, learning_rate, peak_memory_bytes, total_steps};
 use crate::model::bert::{Bert, HeadParams, Inputs};
 use crate::model::head::init_head;
 use crate::model::load_minilm;

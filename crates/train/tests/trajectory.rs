@@ -26,6 +26,7 @@ use rankfit_train::adapters::{AdapterKind, AdapterSpec, Adapters};
 use rankfit_train::allocator::{for_method_with, AllocatorSetup};
 use rankfit_train::causal::data::{CausalBatch, CausalSample};
 use rankfit_train::causal::{answer_nll, load_decoder};
+use rankfit_train::fit::learning_rate;
 use rankfit_train::model::bert::Inputs;
 use rankfit_train::model::head::init_head;
 use rankfit_train::model::llama_assets::ensure_smollm2;
@@ -34,7 +35,6 @@ use rankfit_train::model::weights::{read_safetensors, HostTensor};
 use rankfit_train::params::{collect_grads, AdamW, ParamStore};
 use rankfit_train::step::{after_backward, Trainable};
 use rankfit_train::tokenize::Batch;
-use rankfit_train::trainer::learning_rate;
 use serde_json::Value;
 
 type Inner = burn::backend::NdArray<f32>;

@@ -49,6 +49,7 @@ use rankfit_train::assets::{default_assets_dir, ensure_minilm};
 use rankfit_train::causal::answer_nll;
 use rankfit_train::causal::data::{CausalBatch, CausalSample};
 use rankfit_train::data::{HeadTask, Sample};
+use rankfit_train::fit::peak_memory_bytes;
 use rankfit_train::model::bert::{Bert, HeadParams, Inputs};
 use rankfit_train::model::head::init_head;
 use rankfit_train::model::llama::Llama;
@@ -57,7 +58,7 @@ use rankfit_train::model::load_minilm;
 use rankfit_train::params::{collect_grads, AdamW, ParamStore};
 use rankfit_train::step::{after_backward, Trainable};
 use rankfit_train::tokenize::{Batch, Encoded};
-use rankfit_train::trainer::{peak_memory_bytes, BertOracle};
+use rankfit_train::trainer::BertOracle;
 use rankfit_train::CpuBackend as B;
 use serde_json::{json, Value};
 
