@@ -23,6 +23,25 @@
   const byModule = (a, b) => a.localeCompare(b, "en", { numeric: true });
   const COLORS = ["#0b5fff", "#cf222e", "#1a7f37", "#9a6700", "#8250df", "#bf3989", "#0a7a8a"];
   const fmt = (v) => (v == null || !isFinite(v)) ? "–" : (Math.abs(v) >= 1000 ? v.toFixed(0) : Math.abs(v) >= 1 ? v.toFixed(3) : v.toPrecision(3));
+  const duration = (s) => {
+    if (s == null || !isFinite(s)) return "–";
+    s = Math.round(s);
+    if (s < 60) return `${s}s`;
+    if (s < 3600) return `${Math.floor(s / 60)}m ${String(s % 60).padStart(2, "0")}s`;
+    return `${Math.floor(s / 3600)}h ${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
+  };
+  const bytes = (b) => b >= 1073741824 ? (b / 1073741824).toFixed(2) + " GiB" : (b / 1048576).toFixed(0) + " MiB";
+  const PHASES = { training: "training", ablation_round: "ablation round", validating: "validating", evaluating: "final evaluation" };
+  // The same line as the domain's Progress::line (the server renders it on first load).
+  const progressLine = (p) => {
+    let s = `${PHASES[p.phase] || p.phase} step ${p.step}/${p.total_steps} (${Math.round(100 * p.step / Math.max(1, p.total_steps))}%)`;
+    if (p.done != null && p.of != null) s += ` · ${p.done}/${p.of}`;
+    if (p.loss != null) s += ` · loss ${p.loss.toFixed(4)}`;
+    if (p.rank_total != null) s += ` · rank ${p.rank_total}`;
+    s += ` · ${duration(p.elapsed_seconds)} elapsed`;
+    if (p.eta_seconds != null) s += ` · ETA ${duration(p.eta_seconds)}`;
+    return s;
+  };
   const errorMessage = (body, status) => (body && body.error && body.error.message) || ("request failed (HTTP " + status + ")");
 
   async function api(method, url, body) {
@@ -207,9 +226,7 @@
     ds.addEventListener("change", syncModels);
     model.addEventListener("change", () => { targets.value = model.selectedOptions[0].dataset.targets; });
     syncModels();
-    form.addEventListener("submit", async (ev) => {
-      ev.preventDefault();
-      errBox.hidden = true;
+    const request = () => {
       const training = {};
       for (const input of form.querySelectorAll("[data-kind]")) {
         const v = input.value.trim(); if (v === "") continue;
@@ -218,6 +235,38 @@
       }
       const body = { dataset_id: ds.value, base_model: model.value, method: $("#l-method").value, budget: parseInt($("#l-budget").value, 10), name: $("#l-name").value.trim(), training };
       const seed = $("#l-seed").value.trim(); if (seed) body.seed = parseInt(seed, 10);
+      return body;
+    };
+    // The live estimate: a dry run (nothing is created) a moment after the last change.
+    const estText = $("#estimate-text"), estWarn = $("#estimate-warnings");
+    let estTimer = null, estSeq = 0;
+    const showEstimate = async () => {
+      const seq = ++estSeq;
+      try {
+        const d = await api("POST", "/api/v1/runs?dry_run=true", request());
+        if (seq !== estSeq) return;
+        const e = d.estimate;
+        const basis = e.basis.source === "measured" ? `measured on ${e.basis.runs} finished run(s) on ${e.device}` : `the reference machine; no ${model.value} run measured on ${e.device} yet`;
+        estText.className = "";
+        estText.textContent = `About ${duration(e.total_seconds)} (± ${Math.round(100 * e.error_band)}%): ${e.steps} steps over ${e.train_examples} training examples, ` +
+          `~${Math.round(e.tokens_per_example)} tokens each; peak memory ~${bytes(e.peak_memory_bytes)}. Based on ${basis}.` +
+          (d.estimator_accuracy ? ` Past estimates: median error ${Math.round(100 * d.estimator_accuracy.median_relative_error)}% over ${d.estimator_accuracy.runs} runs.` : "");
+        estWarn.replaceChildren(...e.warnings.map((w) => el("li", { class: "alert warn", text: w })));
+      } catch (err) {
+        if (seq !== estSeq) return;
+        estText.className = "muted";
+        estText.textContent = "No estimate: " + err.message;
+        estWarn.replaceChildren();
+      }
+    };
+    const scheduleEstimate = () => { clearTimeout(estTimer); estTimer = setTimeout(showEstimate, 300); };
+    form.addEventListener("input", scheduleEstimate);
+    form.addEventListener("change", scheduleEstimate);
+    showEstimate();
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      errBox.hidden = true;
+      const body = request();
       const btn = $("#launch-button"); btn.disabled = true;
       try {
         const data = await api("POST", "/api/v1/runs", body);
@@ -286,6 +335,14 @@
     });
     es.addEventListener("ranks", (e) => { const d = JSON.parse(e.data); snapshots.set(Number(d.step), d.ranks); redraw(); addLog("ranks", `step ${d.step}: total ${d.total} / budget ${d.budget}`); });
     es.addEventListener("eval", (e) => { const d = JSON.parse(e.data); addLog("eval", `${d.split}: ` + Object.entries(d.metrics || {}).map(([k, v]) => `${k} ${fmt(v)}`).join(", ")); });
+    es.addEventListener("progress", (e) => {
+      const p = JSON.parse(e.data);
+      if (badge.textContent !== "running") return;
+      const bar = $("#run-progress"), line = $("#progress-line");
+      $("#progress-section").hidden = false;
+      bar.max = Math.max(1, p.total_steps); bar.value = p.step; bar.textContent = Math.round(100 * p.step / bar.max) + "%";
+      line.textContent = progressLine(p); line.className = "small";
+    });
     es.addEventListener("checkpoint", (e) => { const d = JSON.parse(e.data); addLog("checkpoint", `step ${d.step}` + (d.bytes ? ` (${d.bytes} bytes)` : "")); });
     es.addEventListener("log", (e) => { const d = JSON.parse(e.data); addLog("log", d.message || e.data); });
     es.addEventListener("status", (e) => {

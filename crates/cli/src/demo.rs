@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Args;
+use rankfit_domain::estimate::{human_duration, Estimate, StudyEstimate};
+use rankfit_domain::progress::Progress;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
@@ -144,6 +146,18 @@ async fn compare(args: &DemoArgs, assets_dir: &std::path::Path, token: &str) -> 
         "training": { "epochs": args.epochs, "batch_size": 16, "max_seq_len": 64, "learning_rate": 2e-3,
                       "target_modules": ["query", "value"], "eval_every": 25, "checkpoint_every": 50 },
     });
+    let dry = check(http.post(format!("{base}/studies?dry_run=true")).bearer_auth(token).json(&spec).send().await?).await?;
+    let est: StudyEstimate = serde_json::from_value(dry["estimate"].clone()).context("study estimate")?;
+    println!(
+        "estimate: {} runs, about {} (± {:.0}%) one after another on one worker, peak memory ~{} MiB",
+        est.runs,
+        human_duration(est.total_seconds),
+        100.0 * est.error_band,
+        (est.peak_memory_bytes / 1048576.0).round()
+    );
+    for w in &est.warnings {
+        println!("  note: {w}");
+    }
     let body = check(http.post(format!("{base}/studies")).bearer_auth(token).json(&spec).send().await?).await?;
     let study_id = body["study"]["id"].as_str().context("study id")?.to_string();
     println!(
@@ -167,22 +181,18 @@ async fn compare(args: &DemoArgs, assets_dir: &std::path::Path, token: &str) -> 
             for r in cell["runs"].as_array().cloned().unwrap_or_default() {
                 if r["status"] == "running" {
                     let id = r["id"].as_str().unwrap_or_default();
-                    let m = check(http.get(format!("{base}/runs/{id}/metrics")).bearer_auth(token).send().await?).await?;
-                    let last = m["metrics"]
-                        .as_array()
-                        .and_then(|ms| {
-                            ms.iter().filter(|x| x["split"] == "train" && x["name"] == "loss").max_by_key(|x| x["step"].as_i64())
-                        })
-                        .map(|x| format!(" step {} loss {:.3}", x["step"], x["value"].as_f64().unwrap_or(f64::NAN)))
-                        .unwrap_or_default();
-                    running.push(format!("{} b{} s{}{last}", cell["method"].as_str().unwrap_or("?"), cell["budget"], r["seed"]));
+                    let run = check(http.get(format!("{base}/runs/{id}")).bearer_auth(token).send().await?).await?;
+                    let progress = serde_json::from_value::<Progress>(run["run"]["progress"].clone())
+                        .map(|p| format!(": {}", p.line()))
+                        .unwrap_or_else(|_| ": starting".into());
+                    running.push(format!("{} b{} s{}{progress}", cell["method"].as_str().unwrap_or("?"), cell["budget"], r["seed"]));
                 }
             }
         }
-        let eta = p["eta_seconds"].as_f64().map(|e| format!(" · ETA {}", fmt_secs(e))).unwrap_or_default();
+        let eta = p["eta_seconds"].as_f64().map(|e| format!(" · ETA {}", human_duration(e))).unwrap_or_default();
         let line = format!(
             "[{}] {}/{} runs finished ({} failed){eta} · running: {}",
-            fmt_secs(started.elapsed().as_secs_f64()),
+            human_duration(started.elapsed().as_secs_f64()),
             p["done"],
             p["total"],
             p["failed"],
@@ -225,17 +235,9 @@ async fn compare(args: &DemoArgs, assets_dir: &std::path::Path, token: &str) -> 
             if d["significant"] == true { " — the interval excludes 0" } else { " — not distinguishable from LoRA" }
         );
     }
+    print_estimates_vs_actual(&http, &base, token, &s).await?;
     println!("\nstudy page: http://{}/studies/{study_id}", args.addr);
     Ok(())
-}
-
-fn fmt_secs(s: f64) -> String {
-    let s = s.max(0.0).round() as u64;
-    if s < 90 {
-        format!("{s} s")
-    } else {
-        format!("{} min {:02} s", s / 60, s % 60)
-    }
 }
 
 async fn check(resp: reqwest::Response) -> anyhow::Result<Value> {
@@ -247,12 +249,46 @@ async fn check(resp: reqwest::Response) -> anyhow::Result<Value> {
     Ok(body)
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn durations_round_to_whole_seconds_before_splitting_minutes() {
-        assert_eq!(super::fmt_secs(45.2), "45 s");
-        assert_eq!(super::fmt_secs(359.7), "6 min 00 s");
-        assert_eq!(super::fmt_secs(125.0), "2 min 05 s");
+/// Each run's estimate (made when it was queued) next to its measured wall time, and the
+/// share that landed inside the estimate's band.
+async fn print_estimates_vs_actual(http: &reqwest::Client, base: &str, token: &str, study: &Value) -> anyhow::Result<()> {
+    println!("\nEstimated (when queued) vs actual time per run:");
+    let (mut n, mut inside, mut errors) = (0usize, 0usize, Vec::new());
+    for cell in study["grid"].as_array().cloned().unwrap_or_default() {
+        for r in cell["runs"].as_array().cloned().unwrap_or_default() {
+            let id = r["id"].as_str().unwrap_or_default();
+            let run = check(http.get(format!("{base}/runs/{id}")).bearer_auth(token).send().await?).await?;
+            let (Ok(e), Some(actual)) = (
+                serde_json::from_value::<Estimate>(run["run"]["estimate"].clone()),
+                run["run"]["summary"]["wall_seconds"].as_f64(),
+            ) else {
+                continue;
+            };
+            let off = actual / e.total_seconds - 1.0;
+            let ok = off.abs() <= e.error_band;
+            n += 1;
+            inside += usize::from(ok);
+            errors.push(off.abs());
+            println!(
+                "  {:<12} b{:<3} s{:<3} estimated {:>8} ± {:>3.0}% ({}), took {:>8} ({:+.0}%{})",
+                cell["method"].as_str().unwrap_or("?"),
+                cell["budget"],
+                r["seed"],
+                human_duration(e.total_seconds),
+                100.0 * e.error_band,
+                match e.basis {
+                    rankfit_domain::estimate::Basis::Measured { runs, .. } => format!("measured, {runs} runs"),
+                    rankfit_domain::estimate::Basis::Reference => "reference machine".into(),
+                },
+                human_duration(actual),
+                100.0 * off,
+                if ok { "" } else { ", outside the band" }
+            );
+        }
     }
+    if n > 0 {
+        errors.sort_by(f64::total_cmp);
+        println!("  {inside} of {n} inside their band; median |error| {:.0}%", 100.0 * errors[n / 2]);
+    }
+    Ok(())
 }

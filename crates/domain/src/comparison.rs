@@ -364,6 +364,7 @@ mod tests {
                 index: i as u32,
                 predicted: Output::Class { index: usize::from(!ok), label: String::new() },
                 reference: Output::Class { index: 0, label: String::new() },
+                input: None,
                 scores: BTreeMap::new(),
             })
             .collect();

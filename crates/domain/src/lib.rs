@@ -8,6 +8,8 @@
 //! - [`study`]: study grids (datasets × methods × budgets × seeds) and their validation.
 //! - [`prediction`]: per-example test predictions and metrics recomputed from them.
 //! - [`comparison`]: cells aggregated over seeds, intervals, paired differences, rank groups.
+//! - [`estimate`]: a run's or study's steps, time and peak memory before it is queued.
+//! - [`progress`]: where a running run is (phase, step, ETA), as workers report it.
 //! - [`stats`]: Student-t quantiles and intervals, a replicable bootstrap, summaries over
 //!   seeds, paired differences and rank groups.
 //! - [`table`]: the paper-style results table (methods × budgets by datasets) as Markdown,
@@ -16,11 +18,13 @@
 pub mod catalog;
 pub mod comparison;
 pub mod dataset;
+pub mod estimate;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod generation;
 pub mod metrics;
 pub mod prediction;
+pub mod progress;
 pub mod rank;
 pub mod run;
 pub mod stats;

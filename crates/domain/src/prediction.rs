@@ -31,6 +31,10 @@ pub struct Prediction {
     pub index: u32,
     pub predicted: Output,
     pub reference: Output,
+    /// The example's input text (the document, prompt or sentence; `text_a`), so that
+    /// predictions can be read without the dataset at hand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<String>,
     /// Per-example values whose mean over the split is that split's metric of the same name
     /// (`accuracy` as 0/1, `rouge1`, `rougeL`, ... F-measures, `loss`).
     #[serde(default)]
@@ -105,7 +109,7 @@ mod tests {
     }
 
     fn cls(index: u32, p: usize, r: usize) -> Prediction {
-        Prediction { index, predicted: class(p), reference: class(r), scores: BTreeMap::new() }
+        Prediction { index, predicted: class(p), reference: class(r), input: None, scores: BTreeMap::new() }
     }
 
     #[test]
@@ -127,6 +131,7 @@ mod tests {
             index: i,
             predicted: Output::Text { text: "a".into() },
             reference: Output::Text { text: "b".into() },
+            input: None,
             scores: BTreeMap::from([("rougeL".to_string(), r)]),
         };
         let preds = vec![p(0, 0.2), p(1, 0.4), p(2, 0.9)];
@@ -141,6 +146,7 @@ mod tests {
             index: i,
             predicted: Output::Value { value: y },
             reference: Output::Value { value: t },
+            input: None,
             scores: BTreeMap::new(),
         };
         let preds = vec![p(0, 1.0, 1.5), p(1, 2.0, 2.5), p(2, 3.0, 3.5)];

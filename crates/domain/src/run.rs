@@ -156,6 +156,13 @@ impl Default for TrainingConfig {
 }
 
 impl TrainingConfig {
+    /// Optimisation steps of a run over `n_train` training examples: `max_steps`, else
+    /// `ceil(epochs × batches per epoch)` (the last batch of an epoch may be short).
+    pub fn total_steps(&self, n_train: usize) -> u64 {
+        let per_epoch = n_train.div_ceil(self.batch_size as usize).max(1) as u64;
+        self.max_steps.unwrap_or_else(|| ((self.epochs * per_epoch as f64).ceil() as u64).max(1))
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !(self.epochs.is_finite() && self.epochs > 0.0 && self.epochs <= 1000.0) {
             return Err(bad("training.epochs", "must be in (0, 1000]"));

@@ -122,6 +122,7 @@ async fn results_aggregate_the_runs_own_numbers_and_cancel_keeps_finished_runs()
                 index: i,
                 predicted: Output::Class { index: usize::from(i as usize >= right), label: String::new() },
                 reference: Output::Class { index: 0, label: "positive".into() },
+                input: None,
                 scores: [("accuracy".to_string(), f64::from(u8::from((i as usize) < right)))].into_iter().collect(),
             })
             .collect();

@@ -128,3 +128,19 @@ pub async fn record_evaluation(pool: &PgPool, run_id: Uuid, token: Uuid, split: 
 pub async fn log(pool: &PgPool, run_id: Uuid, kind: &str, data: &serde_json::Value) -> Result<()> {
     append(pool, run_id, kind, data).await.map(|_| ())
 }
+
+/// Replaces a running run's progress report and wakes its event streams (no event row: a
+/// report is the latest state, not history). False if the lease is lost.
+pub async fn record_progress(pool: &PgPool, run_id: Uuid, token: Uuid, progress: &serde_json::Value) -> Result<bool> {
+    let done = sqlx::query(
+        "with u as (update run set progress = $3 where id = $1 and lease_token = $2 and status = 'running' returning id)
+         select pg_notify($4, $1::text) from u",
+    )
+    .bind(run_id)
+    .bind(token)
+    .bind(Json(progress))
+    .bind(EVENT_CHANNEL)
+    .fetch_optional(pool)
+    .await?;
+    Ok(done.is_some())
+}

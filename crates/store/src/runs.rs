@@ -36,6 +36,10 @@ pub struct RunRow {
     pub study_id: Option<Uuid>,
     pub error: Option<String>,
     pub summary: Json<serde_json::Value>,
+    /// What the run was estimated to cost when it was queued ([`rankfit_domain::estimate::Estimate`]).
+    pub estimate: Option<Json<serde_json::Value>>,
+    /// Its worker's latest report ([`rankfit_domain::progress::Progress`]).
+    pub progress: Option<Json<serde_json::Value>>,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -49,7 +53,7 @@ impl RunRow {
 
 pub(crate) const RUN_COLS: &str = "id, team_id, dataset_id, base_model_id, method, config, budget, seed, name, status, priority, \
     attempts, max_attempts, not_before, lease_owner, lease_token, lease_expires_at, cancel_requested, continue_from, study_id, error, \
-    summary, created_at, started_at, finished_at";
+    summary, estimate, progress, created_at, started_at, finished_at";
 
 #[derive(Debug, Clone)]
 pub struct NewRun {
@@ -64,6 +68,7 @@ pub struct NewRun {
     pub priority: i32,
     pub max_attempts: i32,
     pub continue_from: Option<Uuid>,
+    pub estimate: Option<serde_json::Value>,
 }
 
 /// Inserts a queued run (and its first status event) inside `tx`, as a grid point of
@@ -71,8 +76,8 @@ pub struct NewRun {
 /// (None): extending a study never reruns an existing cell.
 pub(crate) async fn insert_tx(tx: &mut sqlx::Transaction<'_, Postgres>, r: &NewRun, study_id: Option<Uuid>) -> Result<Option<RunRow>> {
     let row: Option<RunRow> = sqlx::query_as(&format!(
-        "insert into run (id, team_id, dataset_id, base_model_id, method, config, budget, seed, name, priority, max_attempts, continue_from, study_id)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+        "insert into run (id, team_id, dataset_id, base_model_id, method, config, budget, seed, name, priority, max_attempts, continue_from, study_id, estimate)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
          on conflict (study_id, dataset_id, base_model_id, method, budget, seed) where study_id is not null do nothing
          returning {RUN_COLS}"
     ))
@@ -89,6 +94,7 @@ pub(crate) async fn insert_tx(tx: &mut sqlx::Transaction<'_, Postgres>, r: &NewR
     .bind(r.max_attempts)
     .bind(r.continue_from)
     .bind(study_id)
+    .bind(r.estimate.as_ref().map(Json))
     .fetch_optional(&mut **tx)
     .await?;
     if let Some(row) = &row {
@@ -247,4 +253,35 @@ pub async fn evaluations(pool: &PgPool, run_id: Uuid) -> Result<Vec<EvaluationRo
         .bind(run_id)
         .fetch_all(pool)
         .await?)
+}
+
+/// A finished run's cost as the estimator reads it: model, method, dataset, config and summary.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CostRow {
+    pub base_model_id: String,
+    pub method: String,
+    pub dataset_id: Uuid,
+    pub config: Json<serde_json::Value>,
+    pub summary: Json<serde_json::Value>,
+    pub estimate: Option<Json<serde_json::Value>>,
+}
+
+/// The newest `limit` succeeded runs of the whole fleet (every team: throughput is a
+/// property of the workers, not of anyone's data), newest first.
+pub async fn recent_costs(pool: &PgPool, limit: i64) -> Result<Vec<CostRow>> {
+    Ok(sqlx::query_as(
+        "select base_model_id, method, dataset_id, config, summary, estimate
+         from run where status = 'succeeded' and summary ? 'tokens_per_second'
+         order by finished_at desc limit $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// A run's latest progress report, if its worker has sent one.
+pub async fn progress(pool: &PgPool, run_id: Uuid) -> Result<Option<serde_json::Value>> {
+    let p: Option<Option<Json<serde_json::Value>>> =
+        sqlx::query_scalar("select progress from run where id = $1").bind(run_id).fetch_optional(pool).await?;
+    Ok(p.flatten().map(|j| j.0))
 }

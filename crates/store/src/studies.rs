@@ -258,9 +258,10 @@ pub async fn record_predictions(pool: &PgPool, run_id: Uuid, token: Uuid, split:
         let predicted: Vec<Json<&rankfit_domain::prediction::Output>> = chunk.iter().map(|p| Json(&p.predicted)).collect();
         let reference: Vec<Json<&rankfit_domain::prediction::Output>> = chunk.iter().map(|p| Json(&p.reference)).collect();
         let scores: Vec<Json<&std::collections::BTreeMap<String, f64>>> = chunk.iter().map(|p| Json(&p.scores)).collect();
+        let inputs: Vec<Option<&str>> = chunk.iter().map(|p| p.input.as_deref()).collect();
         sqlx::query(
-            "insert into prediction (run_id, split, example_index, predicted, reference, scores)
-             select $1, $2, i, p, r, s from unnest($3::int[], $4::jsonb[], $5::jsonb[], $6::jsonb[]) as t(i, p, r, s)",
+            "insert into prediction (run_id, split, example_index, predicted, reference, scores, input)
+             select $1, $2, i, p, r, s, x from unnest($3::int[], $4::jsonb[], $5::jsonb[], $6::jsonb[], $7::text[]) as t(i, p, r, s, x)",
         )
         .bind(run_id)
         .bind(split)
@@ -268,6 +269,7 @@ pub async fn record_predictions(pool: &PgPool, run_id: Uuid, token: Uuid, split:
         .bind(&predicted)
         .bind(&reference)
         .bind(&scores)
+        .bind(&inputs)
         .execute(&mut *tx)
         .await?;
     }
@@ -282,6 +284,7 @@ struct PredictionRow {
     predicted: Json<rankfit_domain::prediction::Output>,
     reference: Json<rankfit_domain::prediction::Output>,
     scores: Json<std::collections::BTreeMap<String, f64>>,
+    input: Option<String>,
 }
 
 /// A run's stored predictions on `split`, by example index.
@@ -293,7 +296,7 @@ pub async fn predictions(pool: &PgPool, run_id: Uuid, split: &str) -> Result<Vec
 /// example index; runs without any are absent.
 pub async fn predictions_of_runs(pool: &PgPool, run_ids: &[Uuid], split: &str) -> Result<std::collections::HashMap<Uuid, Vec<Prediction>>> {
     let rows: Vec<PredictionRow> = sqlx::query_as(
-        "select run_id, example_index, predicted, reference, scores from prediction
+        "select run_id, example_index, predicted, reference, scores, input from prediction
          where run_id = any($1) and split = $2 order by run_id, example_index",
     )
     .bind(run_ids)
@@ -306,6 +309,7 @@ pub async fn predictions_of_runs(pool: &PgPool, run_ids: &[Uuid], split: &str) -
             index: r.example_index as u32,
             predicted: r.predicted.0,
             reference: r.reference.0,
+            input: r.input,
             scores: r.scores.0,
         });
     }

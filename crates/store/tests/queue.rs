@@ -49,6 +49,7 @@ async fn queue_run(pool: &Pool, team: Uuid, dataset: Uuid, max_attempts: i32) ->
             priority: 0,
             max_attempts,
             continue_from: None,
+            estimate: None,
         },
     )
     .await
@@ -216,6 +217,7 @@ async fn teams_cannot_see_or_cancel_each_others_runs() {
         priority: 0,
         max_attempts: 3,
         continue_from: None,
+        estimate: None,
     };
     assert!(matches!(runs::create(&db.pool, &new).await, Err(StoreError::NotFound)));
     new.team_id = a;

@@ -147,7 +147,7 @@ impl<AD: AutodiffBackend> AblationOracle<AD::InnerBackend> for DecoderOracle<'_,
         if tokens == 0 {
             return Err(TrainError::Data("the ablation batch has no answer tokens".into()));
         }
-        let per_pass = (ORACLE_TOKENS / rows.max(1)).max(1);
+        let per_pass = self.variants_per_pass();
         let mut out = Vec::with_capacity(variants.len());
         for chunk in variants.chunks(per_pass) {
             let stacked: Vec<&CausalSample> = chunk.iter().flat_map(|_| one.iter().copied()).collect();
@@ -159,6 +159,11 @@ impl<AD: AutodiffBackend> AblationOracle<AD::InnerBackend> for DecoderOracle<'_,
             out.extend(data.chunks(tokens).map(|c| c.iter().map(|&v| v as f64).sum::<f64>() / tokens as f64));
         }
         Ok(out)
+    }
+
+    fn variants_per_pass(&self) -> usize {
+        let longest = self.samples.iter().map(|s| s.ids.len()).max().unwrap_or(1);
+        (ORACLE_TOKENS / (self.samples.len() * longest).max(1)).max(1)
     }
 }
 
@@ -305,14 +310,13 @@ impl<B: AutodiffBackend> Workload<B> for DecoderWorkload<'_, B> {
                 index: i as u32,
                 predicted: Output::Text { text: p.clone() },
                 reference: Output::Text { text: s.reference.clone() },
+                input: None,
                 scores: names.iter().map(|n| n.to_string()).zip(f).collect(),
             });
         }
         for (name, sum) in names.iter().zip(sums) {
             m.insert((*name).into(), json!(sum / n as f64));
         }
-        m.insert("rouge_stemmer".into(), json!(if gcfg.rouge_stemmer { "porter" } else { "none" }));
-        m.insert("generated_examples".into(), json!(n));
         for (i, (s, p)) in chosen.iter().zip(&preds).take(2).enumerate() {
             on_event(TrainEvent::Log { message: format!("{split} example {}: generated {p:?}; reference {:?}", i + 1, s.reference) });
         }
@@ -336,6 +340,18 @@ impl<B: AutodiffBackend> Workload<B> for DecoderWorkload<'_, B> {
             m.insert("judge".into(), json!(judge.name()));
         }
         Ok((m, examples))
+    }
+
+    /// The ROUGE settings and how many answers of each evaluated split were generated.
+    fn facts(&self, data: &Splits<CausalSample>) -> Map<String, Value> {
+        let g = &self.job.config.training.generation;
+        let mut m = Map::new();
+        m.insert("rouge_stemmer".into(), json!(if g.rouge_stemmer { "porter" } else { "none" }));
+        m.insert("max_new_tokens".into(), json!(g.max_new_tokens));
+        for (split, samples) in [("validation", &data.validation), ("test", &data.test)] {
+            m.insert(format!("generated_{split}_examples"), json!((g.eval_examples as usize).min(samples.len())));
+        }
+        m
     }
 
     fn export(&self, state: &State<B>, dir: &Path) -> Result<Vec<(ArtifactKind, PathBuf)>, TrainError> {

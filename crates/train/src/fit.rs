@@ -14,7 +14,9 @@
 //!   end; the best state by the workload's [`Selection`] among states whose rank pattern is
 //!   final (so an adaptive run never exports more than its budget) is what gets evaluated
 //!   and exported;
-//! - events for loss/lr/grad norm/ranks/metrics, and the run summary.
+//! - events for loss/lr/grad norm/ranks/metrics, progress reports (phase, step/total, ETA,
+//!   loss, live rank; at most one a second, and per part of an ALoRA ablation round), and
+//!   the run summary.
 //!
 //! Metric events at step s always describe the weights at step s: the final evaluations are
 //! reported at the step of the exported state.
@@ -28,8 +30,9 @@ use burn::tensor::{ElementConversion, Tensor};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
+use rankfit_domain::dataset::Split;
 use rankfit_domain::prediction::Prediction;
-use rankfit_domain::run::RunConfig;
+use rankfit_domain::progress::{self, Phase, Progress};
 use serde_json::{json, Map, Value};
 
 use crate::adapters::adalora::orthogonal_regularizer;
@@ -41,11 +44,6 @@ use crate::params::{collect_grads, AdamW, ParamStore};
 use crate::step::{after_backward, Trainable};
 use crate::{ArtifactKind, TrainError, TrainEvent, TrainJob, TrainOutput, CHECKPOINT_DIR};
 
-/// Steps of a run: `max_steps`, else `ceil(epochs * ceil(n / batch))` (as HF's Trainer).
-pub fn total_steps(cfg: &RunConfig, n_train: usize) -> u64 {
-    let per_epoch = n_train.div_ceil(cfg.training.batch_size as usize).max(1) as u64;
-    cfg.training.max_steps.unwrap_or_else(|| ((cfg.training.epochs * per_epoch as f64).ceil() as u64).max(1))
-}
 
 /// HF's `get_linear_schedule_with_warmup` at 0-based step `s`.
 pub fn learning_rate(base: f64, s: u64, total: u64, warmup: u64) -> f64 {
@@ -158,6 +156,12 @@ pub trait Workload<B: AutodiffBackend> {
         on_event: &mut dyn FnMut(TrainEvent),
     ) -> Result<(Map<String, Value>, Vec<Prediction>), TrainError>;
 
+    /// Settings of the run worth showing next to its results (not metrics: no curve or
+    /// comparison is drawn from them), merged into the summary.
+    fn facts(&self, _data: &Splits<Self::Sample>) -> Map<String, Value> {
+        Map::new()
+    }
+
     /// Writes the run's exports under `dir`, the PEFT adapter first.
     fn export(&self, state: &State<B>, dir: &Path) -> Result<Vec<(ArtifactKind, PathBuf)>, TrainError>;
 }
@@ -178,7 +182,7 @@ pub fn fit<B: AutodiffBackend, W: Workload<B>>(
 ) -> Result<TrainOutput, TrainError> {
     let cfg = &job.config;
     let t = &cfg.training;
-    let total = total_steps(cfg, data.train.len());
+    let total = t.total_steps(data.train.len());
     let warmup = (t.warmup_ratio * total as f64).ceil() as u64;
     let init_r = cfg.method.init_rank(job.budget) as usize;
     let setup = AllocatorSetup::for_run(total, init_r, job.budget, &adapters, data.train.len(), t.batch_size, job.seed);
@@ -245,6 +249,8 @@ pub fn fit<B: AutodiffBackend, W: Workload<B>>(
     let (mut examples_seen, mut tokens_seen) = (0usize, 0usize);
     let loop_started = Instant::now();
     let mut saved_at = step;
+    let mut reporter = Reporter::new(step, total);
+    let mut heldout_seconds = 0f64;
     while step < total {
         if cancel.load(Ordering::Relaxed) {
             // Stopped early (cancel, worker shutdown, lost lease): save the progress so that a
@@ -265,7 +271,9 @@ pub fn fit<B: AutodiffBackend, W: Workload<B>>(
         B::seed(&state.device, job.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(step));
 
         let lr = learning_rate(t.learning_rate, s, total, warmup);
-        let (loss_value, outcome) = train_step(workload, &mut state, &items, &oracle_samples, step, lr, t.grad_clip)?;
+        let rank_total = live_rank_total(&state.adapters);
+        let mut round = |done: u64, of: u64| reporter.part(on_event, Phase::AblationRound, s, done, of, rank_total);
+        let (loss_value, outcome) = train_step(workload, &mut state, &items, &oracle_samples, step, lr, t.grad_clip, &mut round)?;
         for message in outcome.log {
             on_event(TrainEvent::Log { message });
         }
@@ -278,6 +286,7 @@ pub fn fit<B: AutodiffBackend, W: Workload<B>>(
             on_event(ranks(&state, step));
             peak_trainable = peak_trainable.max(effective_trainable(&state));
         }
+        reporter.step(on_event, step, loss_value, live_rank_total(&state.adapters));
         if step.is_multiple_of(log_every) || step == total {
             for (name, value) in [("loss", loss_sum / loss_n as f64), ("lr", lr), ("grad_norm", outcome.grad_norm)] {
                 on_event(TrainEvent::Metric { step, split: "train".into(), name: name.into(), value });
@@ -285,7 +294,10 @@ pub fn fit<B: AutodiffBackend, W: Workload<B>>(
             (loss_sum, loss_n) = (0.0, 0);
         }
         if t.eval_every > 0 && step.is_multiple_of(t.eval_every) && step < total && !data.validation.is_empty() {
+            reporter.phase(on_event, Phase::Validating, step, live_rank_total(&state.adapters));
+            let held_started = Instant::now();
             let metrics = workload.heldout(&state, &data.validation)?;
+            heldout_seconds += held_started.elapsed().as_secs_f64();
             emit_metrics(on_event, step, "validation", &metrics);
             consider_best(&mut best, &state, step, &metrics);
         }
@@ -301,7 +313,10 @@ pub fn fit<B: AutodiffBackend, W: Workload<B>>(
     // The final weights' held-out metrics, then the best eligible state (or the final one) is
     // evaluated and exported.
     if !data.validation.is_empty() {
+        reporter.phase(on_event, Phase::Validating, step, live_rank_total(&state.adapters));
+        let held_started = Instant::now();
         let metrics = workload.heldout(&state, &data.validation)?;
+        heldout_seconds += held_started.elapsed().as_secs_f64();
         emit_metrics(on_event, step, "validation", &metrics);
         consider_best(&mut best, &state, step, &metrics);
     }
@@ -318,11 +333,20 @@ pub fn fit<B: AutodiffBackend, W: Workload<B>>(
     };
     let eval_started = Instant::now();
     let (mut evaluations, mut predictions) = (Vec::new(), Vec::new());
-    for (split, samples) in [("validation", &data.validation), ("test", &data.test)] {
+    let splits = [("validation", &data.validation), ("test", &data.test)];
+    let eval_examples: usize = splits.iter().map(|(_, s)| s.len()).sum();
+    let mut evaluated = 0usize;
+    for (split, samples) in splits {
         if samples.is_empty() {
             continue;
         }
-        let (metrics, preds) = workload.evaluate(&state, split, samples, on_event)?;
+        reporter.part(on_event, Phase::Evaluating, step, evaluated as u64, eval_examples as u64, live_rank_total(&state.adapters));
+        evaluated += samples.len();
+        let (metrics, mut preds) = workload.evaluate(&state, split, samples, on_event)?;
+        let inputs: Vec<&str> = job.dataset.split(split_of(split)).map(|e| e.text_a.as_str()).collect();
+        for p in &mut preds {
+            p.input = inputs.get(p.index as usize).map(|s| s.to_string());
+        }
         emit_metrics(on_event, best_step, split, &metrics);
         evaluations.push((split.to_string(), metrics));
         if split == "test" {
@@ -353,14 +377,84 @@ pub fn fit<B: AutodiffBackend, W: Workload<B>>(
         "rank_budget": state.allocator.budget(),
         "allocator": state.allocator.describe(),
         "train_seconds": train_seconds,
+        "heldout_seconds": heldout_seconds,
         "eval_seconds": eval_seconds,
+        "eval_examples": eval_examples,
         "wall_seconds": started.elapsed().as_secs_f64(),
         "examples_per_second": examples_seen as f64 / train_seconds.max(1e-9),
         "tokens_per_second": tokens_seen as f64 / train_seconds.max(1e-9),
         "adapter_file_bytes": adapter_bytes,
         "peak_memory_bytes": peak_memory_bytes(),
     });
+    let mut summary = summary;
+    if let Some(m) = summary.as_object_mut() {
+        m.extend(workload.facts(data));
+    }
     Ok(TrainOutput { evaluations, artifacts, summary, predictions })
+}
+
+fn split_of(name: &str) -> Split {
+    Split::ALL.into_iter().find(|s| s.as_str() == name).unwrap_or(Split::Test)
+}
+
+/// Live rank summed over the adapted modules.
+fn live_rank_total(adapters: &Adapters) -> u32 {
+    adapters.list.iter().map(|a| a.live_rank() as u32).sum()
+}
+
+/// Progress reports: one per second at most while training, and at every change of phase
+/// or part. The ETA is this attempt's training pace times the steps left.
+struct Reporter {
+    started: Instant,
+    first_step: u64,
+    total: u64,
+    last: Option<Instant>,
+    loss: (f64, u64),
+}
+
+impl Reporter {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+    fn new(first_step: u64, total: u64) -> Self {
+        Self { started: Instant::now(), first_step, total, last: None, loss: (0.0, 0) }
+    }
+
+    fn report(&mut self, on_event: &mut dyn FnMut(TrainEvent), phase: Phase, step: u64, rank_total: u32, part: Option<(u64, u64)>) {
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let (sum, n) = std::mem::take(&mut self.loss);
+        on_event(TrainEvent::Progress(Progress {
+            phase,
+            step,
+            total_steps: self.total,
+            elapsed_seconds: elapsed,
+            eta_seconds: progress::eta(elapsed, step.saturating_sub(self.first_step), self.total.saturating_sub(step)),
+            loss: (n > 0).then(|| sum / n as f64),
+            rank_total: Some(rank_total),
+            done: part.map(|p| p.0),
+            of: part.map(|p| p.1),
+        }));
+        self.last = Some(Instant::now());
+    }
+
+    /// After an optimisation step: reports when a second has passed, and at the last step.
+    fn step(&mut self, on_event: &mut dyn FnMut(TrainEvent), step: u64, loss: f64, rank_total: u32) {
+        self.loss.0 += loss;
+        self.loss.1 += 1;
+        if self.last.is_none_or(|t| t.elapsed() >= Self::EVERY) || step == self.total {
+            self.report(on_event, Phase::Training, step, rank_total, None);
+        }
+    }
+
+    fn phase(&mut self, on_event: &mut dyn FnMut(TrainEvent), phase: Phase, step: u64, rank_total: u32) {
+        self.report(on_event, phase, step, rank_total, None);
+    }
+
+    /// `done` of `of` parts of a phase; reported at its start and end and once a second.
+    fn part(&mut self, on_event: &mut dyn FnMut(TrainEvent), phase: Phase, step: u64, done: u64, of: u64, rank_total: u32) {
+        if done == 0 || done == of || self.last.is_none_or(|t| t.elapsed() >= Self::EVERY) {
+            self.report(on_event, phase, step, rank_total, Some((done, of)));
+        }
+    }
 }
 
 /// One optimisation step: the workload's loss (+ the orthogonal regulariser of SVD-form
@@ -373,6 +467,7 @@ fn train_step<B: AutodiffBackend, W: Workload<B>>(
     step: u64,
     lr: f64,
     grad_clip: f64,
+    round: &mut dyn FnMut(u64, u64),
 ) -> Result<(f64, crate::step::StepOutcome), TrainError> {
     let live = state.store.live::<B>();
     let mut loss = workload.loss(items, &live, &state.adapters, &state.device);
@@ -390,7 +485,31 @@ fn train_step<B: AutodiffBackend, W: Workload<B>>(
     let mut oracle = (!oracle_samples.is_empty()).then(|| workload.oracle(oracle_samples));
     let trainable =
         Trainable { adapters: &mut state.adapters, store: &mut state.store, adam: &mut state.adam, allocator: state.allocator.as_mut() };
-    let oracle = oracle.as_mut().map(|o| &mut **o as &mut dyn AblationOracle<B::InnerBackend>);
+    let mut reporting = oracle.as_mut().map(|o| Reporting { inner: &mut **o, report: round });
+    let oracle = reporting.as_mut().map(|o| o as &mut dyn AblationOracle<B::InnerBackend>);
     let outcome = after_backward(grads, step, lr, grad_clip, orth_loss, trainable, oracle)?;
     Ok((loss_value, outcome))
+}
+
+/// An ablation oracle that hands its variants to the workload's oracle in about ten parts,
+/// whole forward passes each, and reports after every part: an ALoRA round takes minutes
+/// on a CPU and would otherwise show nothing while it runs.
+struct Reporting<'a, B: burn::tensor::backend::Backend> {
+    inner: &'a mut dyn AblationOracle<B>,
+    report: &'a mut dyn FnMut(u64, u64),
+}
+
+impl<B: burn::tensor::backend::Backend> AblationOracle<B> for Reporting<'_, B> {
+    fn losses(&mut self, adapters: &Adapters, store: &ParamStore<B>, variants: &[Vec<Vec<bool>>]) -> Result<Vec<f64>, TrainError> {
+        let per_pass = self.inner.variants_per_pass().max(1);
+        let chunk = per_pass * variants.len().div_ceil(per_pass).div_ceil(10).max(1);
+        let of = variants.len() as u64;
+        (self.report)(0, of);
+        let mut out = Vec::with_capacity(variants.len());
+        for part in variants.chunks(chunk) {
+            out.extend(self.inner.losses(adapters, store, part)?);
+            (self.report)(out.len() as u64, of);
+        }
+        Ok(out)
+    }
 }

@@ -59,6 +59,8 @@ pub enum TrainEvent {
     Ranks(RankMap),
     Checkpoint { step: u64 },
     Log { message: String },
+    /// Where the run is (about once a second while training, and at each phase change).
+    Progress(rankfit_domain::progress::Progress),
 }
 
 /// Kind of an exported file.
@@ -138,7 +140,7 @@ pub fn train_on(
     on_event: &mut dyn FnMut(TrainEvent),
     cancel: &AtomicBool,
 ) -> Result<TrainOutput, TrainError> {
-    match device {
+    let mut out = match device {
         device::ComputeDevice::Cpu => train_with::<CpuBackend>(job, on_event, cancel, Default::default()),
         #[cfg(feature = "cuda")]
         device::ComputeDevice::Cuda(index) => {
@@ -146,7 +148,11 @@ pub fn train_on(
         }
         #[cfg(not(feature = "cuda"))]
         device::ComputeDevice::Cuda(_) => Err(device.unavailable()),
+    }?;
+    if let Some(m) = out.summary.as_object_mut() {
+        m.insert("device".into(), serde_json::Value::String(device.to_string()));
     }
+    Ok(out)
 }
 
 fn train_with<B: burn::tensor::backend::AutodiffBackend>(

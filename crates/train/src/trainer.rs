@@ -187,7 +187,7 @@ impl<B: AutodiffBackend> AblationOracle<B::InnerBackend> for BertOracle<'_, B> {
         let encs: Vec<_> = self.samples.iter().map(|s| &s.enc).collect();
         let one = collate(&encs, 0);
         let rows = one.batch * one.seq;
-        let per_pass = (ORACLE_TOKENS / rows.max(1)).max(1);
+        let per_pass = self.variants_per_pass();
         let outputs = self.task.outputs();
         let n = self.samples.len();
         let mut out = Vec::with_capacity(variants.len());
@@ -206,6 +206,11 @@ impl<B: AutodiffBackend> AblationOracle<B::InnerBackend> for BertOracle<'_, B> {
             }
         }
         Ok(out)
+    }
+
+    fn variants_per_pass(&self) -> usize {
+        let longest = self.samples.iter().map(|s| s.enc.ids.len()).max().unwrap_or(1);
+        (ORACLE_TOKENS / (self.samples.len() * longest).max(1)).max(1)
     }
 }
 
@@ -303,6 +308,7 @@ pub fn predictions_of(task: &HeadTask, logits: &[f32], samples: &[Sample]) -> Ve
                     index: i as u32,
                     predicted: Output::Class { index: p, label: labels[p].clone() },
                     reference: Output::Class { index: s.class, label: labels[s.class].clone() },
+                    input: None,
                     scores: [("accuracy".to_string(), f64::from(u8::from(p == s.class)))].into_iter().collect(),
                 }
             }
@@ -310,6 +316,7 @@ pub fn predictions_of(task: &HeadTask, logits: &[f32], samples: &[Sample]) -> Ve
                 index: i as u32,
                 predicted: Output::Value { value: f64::from(logits[i]) },
                 reference: Output::Value { value: f64::from(s.score) },
+                input: None,
                 scores: Default::default(),
             },
         })

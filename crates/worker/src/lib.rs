@@ -412,6 +412,10 @@ async fn record_event(pool: &Pool, store: &ArtifactStore, job: &TrainJob, token:
         TrainEvent::Log { message } => {
             events::log(pool, id, "log", &serde_json::json!({ "message": message })).await?;
         }
+        TrainEvent::Progress(p) => {
+            let value = serde_json::to_value(&p).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            events::record_progress(pool, id, token, &value).await?;
+        }
     }
     Ok(())
 }

@@ -99,6 +99,7 @@ async fn a_decoder_instruction_run_finishes_with_rouge_and_loss_stored() {
             priority: 0,
             max_attempts: 1,
             continue_from: None,
+            estimate: None,
         },
     )
     .await

@@ -67,6 +67,7 @@ impl Trainer for PacedTrainer {
                     index: i,
                     predicted: Output::Class { index: usize::from(i == 3), label: String::new() },
                     reference: Output::Class { index: 0, label: String::new() },
+                    input: None,
                     scores: [("accuracy".to_string(), f64::from(u8::from(i != 3)))].into_iter().collect(),
                 })
                 .collect(),
@@ -138,6 +139,7 @@ impl Fixture {
                 priority: 0,
                 max_attempts: 3,
                 continue_from: None,
+                estimate: None,
             },
         )
         .await

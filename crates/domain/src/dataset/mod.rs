@@ -226,6 +226,28 @@ pub struct InvalidDataset {
     pub errors: Vec<LineError>,
 }
 
+impl Example {
+    /// UTF-8 bytes of the example's texts: inputs and, for text targets, the reference.
+    pub fn text_bytes(&self) -> u64 {
+        let target = match &self.target {
+            Target::Text(t) => t.len(),
+            _ => 0,
+        };
+        (self.text_a.len() + self.text_b.as_ref().map_or(0, String::len) + target) as u64
+    }
+}
+
+impl ValidationReport {
+    /// Rows and text bytes per split of `examples` (every split listed, empty ones as 0).
+    pub fn count_splits(&mut self, examples: &[Example]) {
+        for s in Split::ALL {
+            let of_split = examples.iter().filter(|e| e.split == s);
+            self.rows_per_split.insert(s.as_str().to_string(), of_split.clone().count());
+            self.text_bytes_per_split.insert(s.as_str().to_string(), of_split.map(Example::text_bytes).sum());
+        }
+    }
+}
+
 /// Summary shown to the person who uploaded the file.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct ValidationReport {
@@ -233,6 +255,10 @@ pub struct ValidationReport {
     pub rows_per_split: BTreeMap<String, usize>,
     /// Class label -> count (classification only).
     pub label_distribution: BTreeMap<String, usize>,
+    /// Split -> total UTF-8 bytes of its texts (inputs and text targets): what run
+    /// estimates derive token counts from. Empty in reports stored before it existed.
+    #[serde(default)]
+    pub text_bytes_per_split: BTreeMap<String, u64>,
     /// The first few examples, for a visual check.
     pub preview: Vec<Example>,
     pub warnings: Vec<LineError>,

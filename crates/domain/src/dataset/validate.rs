@@ -98,13 +98,15 @@ pub(crate) fn finish(parsed: Parsed, opts: &ParseOptions, mut problems: Problems
         }
     }
 
-    let report = ValidationReport {
+    let mut report = ValidationReport {
         rows: examples.len(),
         rows_per_split,
         label_distribution,
+        text_bytes_per_split: BTreeMap::new(),
         preview: examples.iter().take(PREVIEW_ROWS).cloned().collect(),
         warnings: problems.into_warnings(),
     };
+    report.count_splits(&examples);
     Ok(ParsedDataset { task_family: family, examples, label_set, report })
 }
 

@@ -2,6 +2,7 @@
 
 mod catalog;
 mod datasets;
+pub(crate) mod estimates;
 mod openapi;
 mod runs;
 pub(crate) mod studies;

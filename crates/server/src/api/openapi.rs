@@ -43,9 +43,10 @@ pub async fn document() -> Json<Value> {
                                 "delete": with_params(op("Delete a dataset no run uses", "datasets"), &id) },
             "/datasets/{id}/rows": { "get": with_params(op("The examples as every run sees them (same rows, splits, order), as JSON lines; split=train|validation|test keeps one", "datasets"), &[("id", "path", true), ("split", "query", false)]) },
             "/runs": {
-                "post": { "summary": "Queue a run", "tags": ["runs"],
+                "post": { "summary": "Queue a run (its estimate is stored with it); dry_run=true returns the estimate only", "tags": ["runs"],
+                          "parameters": [{ "name": "dry_run", "in": "query", "required": false, "description": "true: validate and return the estimate (steps, time, peak memory, basis, error band) without creating anything", "schema": { "type": "boolean" } }],
                           "requestBody": { "content": { "application/json": { "schema": { "$ref": "#/components/schemas/CreateRun" } } } },
-                          "responses": { "201": { "description": "Created" }, "422": { "$ref": "#/components/responses/Error" } } },
+                          "responses": { "200": { "description": "Dry run: the estimate" }, "201": { "description": "Created" }, "422": { "$ref": "#/components/responses/Error" } } },
                 "get": with_params(op("List runs", "runs"), &[("status", "query", false), ("method", "query", false), ("dataset_id", "query", false),
                         ("base_model", "query", false), ("budget", "query", false), ("limit", "query", false), ("offset", "query", false)])
             },
@@ -54,13 +55,14 @@ pub async fn document() -> Json<Value> {
             "/runs/{id}/metrics": { "get": with_params(op("All metric points", "runs"), &id) },
             "/runs/{id}/rank-map": { "get": with_params(op("Rank snapshots over time", "runs"), &id) },
             "/runs/{id}/artifacts": { "get": with_params(op("Artifacts of a run", "runs"), &id) },
-            "/runs/{id}/events": { "get": with_params(op("Server-sent events (status, metrics, ranks, eval, checkpoint, log); resumable with Last-Event-ID", "runs"), &[("id", "path", true), ("after", "query", false)]) },
+            "/runs/{id}/events": { "get": with_params(op("Server-sent events (status, metrics, ranks, eval, checkpoint, log; and progress, without an id, whenever the worker's report changes); resumable with Last-Event-ID", "runs"), &[("id", "path", true), ("after", "query", false)]) },
             "/runs/{id}/adapter": { "get": with_params(op("Download the adapter: format=peft|lora|merged", "adapters"), &[("id", "path", true), ("format", "query", false)]) },
             "/runs/{id}/predictions": { "get": with_params(op("Per-example test predictions of the best-validation state: format=jsonl|csv", "runs"), &[("id", "path", true), ("format", "query", false)]) },
             "/studies": {
-                "post": { "summary": "Create a study: validate the whole grid (datasets x methods x budgets x seeds) and queue all its runs, or none", "tags": ["studies"],
+                "post": { "summary": "Create a study: validate the whole grid (datasets x methods x budgets x seeds) and queue all its runs, or none; dry_run=true returns the study's estimate only", "tags": ["studies"],
+                          "parameters": [{ "name": "dry_run", "in": "query", "required": false, "description": "true: validate and return the estimate (steps, time, peak memory, basis, error band) without creating anything", "schema": { "type": "boolean" } }],
                           "requestBody": { "content": { "application/json": { "schema": { "$ref": "#/components/schemas/StudySpec" } } } },
-                          "responses": { "201": { "description": "Created" }, "409": { "$ref": "#/components/responses/Error" }, "422": { "$ref": "#/components/responses/Error" } } },
+                          "responses": { "200": { "description": "Dry run: the estimate" }, "201": { "description": "Created" }, "409": { "$ref": "#/components/responses/Error" }, "422": { "$ref": "#/components/responses/Error" } } },
                 "get": op("List your studies with progress", "studies")
             },
             "/studies/{id}": { "get": with_params(op("A study: progress with ETA, its grid of runs, and comparison cells (n, mean, std, 95% interval, difference vs LoRA, rank group)", "studies"), &id) },

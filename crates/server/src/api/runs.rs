@@ -23,6 +23,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use super::estimates::{CreateQuery, Fleet};
 use super::{parse_id, JsonBody};
 use crate::auth::Auth;
 use crate::{ApiResult, AppError, AppState};
@@ -123,12 +124,16 @@ pub(crate) fn new_run(team_id: Uuid, dataset: &datasets::DatasetRow, body: &Crea
         priority: body.priority,
         max_attempts,
         continue_from: body.continue_from,
+        estimate: None,
     })
 }
 
+/// Queues a run, with its estimate stored; `?dry_run=true` validates the same way and
+/// returns the estimate (steps, time, peak memory, basis, error band) without creating anything.
 pub async fn create(
     State(st): State<AppState>,
     Auth(team): Auth,
+    QueryParams(q): QueryParams<CreateQuery>,
     JsonBody(body): JsonBody<CreateRun>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     // The config is checked before the dataset is looked up, so a bad method or budget is
@@ -138,7 +143,17 @@ pub async fn create(
         StoreError::NotFound => field_error("dataset_id", "no dataset with this id in your team"),
         other => other.into(),
     })?;
-    let new = new_run(team.id, &dataset, &body).map_err(|e| field_error(&e.field, e.message))?;
+    let mut new = new_run(team.id, &dataset, &body).map_err(|e| field_error(&e.field, e.message))?;
+    let fleet = Fleet::load(&st).await?;
+    let estimate = fleet.estimate(&dataset, &new)?;
+    if q.dry_run {
+        let config: Value = new.config.clone();
+        return Ok((
+            StatusCode::OK,
+            Json(json!({ "dry_run": true, "estimate": estimate, "estimator_accuracy": fleet.accuracy(), "config": config })),
+        ));
+    }
+    new.estimate = Some(serde_json::to_value(&estimate).map_err(AppError::internal)?);
     let run = runs::create(&st.pool, &new).await.map_err(|e| match e {
         StoreError::NotFound => field_error("continue_from", "no run with this id in your team"),
         other => other.into(),
@@ -333,8 +348,12 @@ pub async fn events(
         buf: VecDeque<events::EventRow>,
         rx: tokio::sync::broadcast::Receiver<Uuid>,
         finished: bool,
+        /// The last progress report sent (reports are state, not log: sent without an id
+        /// whenever the run's report changes, so a replay never floods with them).
+        progress: Option<Value>,
     }
-    let cursor = Cursor { rx: st.events.subscribe(), st, run_id: run.id, after, buf: VecDeque::new(), finished: false };
+    let cursor =
+        Cursor { rx: st.events.subscribe(), st, run_id: run.id, after, buf: VecDeque::new(), finished: false, progress: None };
     let stream = futures::stream::unfold(cursor, |mut c| async move {
         loop {
             if let Some(ev) = c.buf.pop_front() {
@@ -358,6 +377,13 @@ pub async fn events(
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!("event stream of {}: {e}", c.run_id);
+                }
+            }
+            if let Ok(Some(p)) = runs::progress(&c.st.pool, c.run_id).await {
+                if c.progress.as_ref() != Some(&p) {
+                    let sse = Event::default().event("progress").data(p.to_string());
+                    c.progress = Some(p);
+                    return Some((Ok(sse), c));
                 }
             }
             // Wait for a notification about this run, or poll again after a while.

@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use rankfit_domain::comparison::{self, Cell, Options, RunCosts, RunResult};
+use rankfit_domain::estimate::{self, Estimate};
 use rankfit_domain::run::Method;
 use rankfit_domain::study::{StudyExtension, StudySpec};
 use rankfit_domain::task::TaskFamily;
@@ -19,6 +20,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use super::estimates::{CreateQuery, Fleet};
 use super::runs::{field_error, new_run, CreateRun};
 use super::{parse_id, JsonBody, QueryParams};
 use crate::auth::Auth;
@@ -37,6 +39,7 @@ async fn grid_runs(st: &AppState, team_id: Uuid, spec: &StudySpec) -> ApiResult<
         dsets.insert(*id, d);
     }
     let grid = spec.grid().map_err(|e| field_error(&e.field, e.message))?;
+    let fleet = Fleet::load(st).await?;
     let mut out = Vec::with_capacity(grid.len());
     for p in grid {
         let d = &dsets[&p.dataset_id];
@@ -53,23 +56,39 @@ async fn grid_runs(st: &AppState, team_id: Uuid, spec: &StudySpec) -> ApiResult<
             method_config: spec.method_config.get(p.method.as_str()).cloned(),
             continue_from: None,
         };
-        let run = new_run(team_id, d, &body).map_err(|e| {
+        let mut run = new_run(team_id, d, &body).map_err(|e| {
             field_error(
                 &e.field,
                 format!("{} (dataset {}, method {}, budget {}, seed {})", e.message, d.name, p.method.as_str(), p.budget, p.seed),
             )
         })?;
+        run.estimate = Some(serde_json::to_value(fleet.estimate(d, &run)?).map_err(AppError::internal)?);
         out.push(run);
     }
     Ok(out)
 }
 
+/// Queues every grid point (all or nothing); `?dry_run=true` validates the grid and returns
+/// the study's estimate (its runs one after another on one worker) and each run's,
+/// creating nothing.
 pub async fn create(
     State(st): State<AppState>,
     Auth(team): Auth,
+    QueryParams(q): QueryParams<CreateQuery>,
     JsonBody(spec): JsonBody<StudySpec>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let runs = grid_runs(&st, team.id, &spec).await?;
+    if q.dry_run {
+        let estimates: Vec<Estimate> =
+            runs.iter().filter_map(|r| r.estimate.clone()).filter_map(|e| serde_json::from_value(e).ok()).collect();
+        let per_run: Vec<Value> = runs
+            .iter()
+            .zip(&estimates)
+            .map(|(r, e)| json!({ "dataset_id": r.dataset_id, "method": r.method, "budget": r.budget, "seed": r.seed, "estimate": e }))
+            .collect();
+        let total = estimate::study_estimate(&estimates);
+        return Ok((StatusCode::OK, Json(json!({ "dry_run": true, "grid_size": runs.len(), "estimate": total, "runs": per_run }))));
+    }
     let spec_json = serde_json::to_value(&spec).map_err(AppError::internal)?;
     let (study, created) = studies::create(&st.pool, team.id, spec.name.trim(), &spec_json, &runs).await?;
     Ok((StatusCode::CREATED, Json(json!({ "study": study, "runs_created": created, "grid_size": runs.len() }))))

@@ -10,6 +10,9 @@ use axum::Form;
 use chrono::{DateTime, Utc};
 use rankfit_domain::catalog::BASE_MODELS;
 use rankfit_domain::dataset::DataFormat;
+use rankfit_domain::estimate::{Basis, Estimate};
+use rankfit_domain::prediction::Output;
+use rankfit_domain::progress::Progress;
 use rankfit_domain::run::{Method, RunStatus, TrainingConfig};
 use rankfit_domain::task::TaskFamily;
 use rankfit_store::datasets::DatasetRow;
@@ -139,6 +142,34 @@ pub struct RunView {
     pub created: String,
     pub wall: String,
     pub error: String,
+    /// The worker's latest report, while the run is running.
+    pub progress: Option<ProgressView>,
+    /// `~12 min 30 s ± 20%` as estimated when it was queued, or empty.
+    pub estimate: String,
+}
+
+pub struct ProgressView {
+    pub step: u64,
+    pub total: u64,
+    pub percent: String,
+    pub line: String,
+}
+
+fn progress_view(r: &RunRow) -> Option<ProgressView> {
+    if r.status != "running" {
+        return None;
+    }
+    let p: Progress = serde_json::from_value(r.progress.as_ref()?.0.clone()).ok()?;
+    Some(ProgressView { step: p.step, total: p.total_steps, percent: format!("{:.0}", 100.0 * p.fraction()), line: p.line() })
+}
+
+/// The run's stored estimate, if it has one.
+fn stored_estimate(r: &RunRow) -> Option<Estimate> {
+    serde_json::from_value(r.estimate.as_ref()?.0.clone()).ok()
+}
+
+fn estimate_text(e: &Estimate) -> String {
+    format!("~{} ± {:.0}%", fmt_duration(e.total_seconds), 100.0 * e.error_band)
 }
 
 fn wall_seconds(r: &RunRow) -> Option<f64> {
@@ -164,6 +195,8 @@ fn run_view(r: &RunRow, dataset_names: &HashMap<Uuid, String>) -> RunView {
         created: fmt_time(&r.created_at),
         wall: wall_seconds(r).map(fmt_duration).unwrap_or_else(|| "–".into()),
         error: r.error.clone().unwrap_or_default(),
+        progress: progress_view(r),
+        estimate: stored_estimate(r).map(|e| estimate_text(&e)).unwrap_or_default(),
     }
 }
 
@@ -492,6 +525,62 @@ pub struct EvalView {
     pub metrics: Vec<(String, String)>,
 }
 
+/// One generated test answer next to its prompt and reference.
+pub struct SampleView {
+    pub index: u32,
+    pub input: String,
+    pub reference: String,
+    pub generated: String,
+    pub rouge1: String,
+    pub rouge_l: String,
+}
+
+/// Generation samples shown on the run page (all of them are in the predictions download).
+const SAMPLE_ROWS: usize = 50;
+
+fn sample_views(preds: &[rankfit_domain::prediction::Prediction]) -> Vec<SampleView> {
+    let text = |o: &Output| match o {
+        Output::Text { text } => text.clone(),
+        Output::Class { label, .. } => label.clone(),
+        Output::Value { value } => value.to_string(),
+    };
+    let score = |p: &rankfit_domain::prediction::Prediction, k: &str| p.scores.get(k).map(|v| format!("{v:.3}")).unwrap_or_else(|| "–".into());
+    preds
+        .iter()
+        .filter(|p| matches!(p.predicted, Output::Text { .. }))
+        .take(SAMPLE_ROWS)
+        .map(|p| SampleView {
+            index: p.index,
+            input: p.input.clone().unwrap_or_default(),
+            reference: text(&p.reference),
+            generated: text(&p.predicted),
+            rouge1: score(p, "rouge1"),
+            rouge_l: score(p, "rougeL"),
+        })
+        .collect()
+}
+
+/// What the run was estimated to cost, next to what it took.
+fn estimate_rows(e: &Estimate, r: &RunRow) -> Vec<(String, String)> {
+    let basis = match &e.basis {
+        Basis::Measured { runs, same_method: true } => format!("median of {runs} finished runs of this model and method on {}", e.device),
+        Basis::Measured { runs, same_method: false } => format!("median of {runs} finished runs of this model on {}", e.device),
+        Basis::Reference => "the reference machine (2 vCPUs); no run of this model measured yet".into(),
+    };
+    let mut rows = vec![
+        ("Estimated time".to_string(), estimate_text(e)),
+        ("Estimated steps".to_string(), fmt_count(e.steps as i64)),
+        ("Estimated peak memory".to_string(), fmt_bytes(e.peak_memory_bytes as i64)),
+        ("Estimate based on".to_string(), basis),
+    ];
+    if let Some(actual) = r.summary.0.get("wall_seconds").and_then(Value::as_f64) {
+        let off = 100.0 * (actual / e.total_seconds.max(1e-9) - 1.0);
+        let verdict = if (actual - e.total_seconds).abs() <= e.error_band * e.total_seconds { "inside" } else { "outside" };
+        rows.push(("Actual time".to_string(), format!("{} ({off:+.0}% vs the estimate, {verdict} its band)", fmt_duration(actual))));
+    }
+    rows
+}
+
 #[derive(Template)]
 #[template(path = "run.html")]
 struct RunPage {
@@ -510,6 +599,10 @@ struct RunPage {
     evaluations: Vec<EvalView>,
     artifacts: Vec<ArtifactView>,
     family: String,
+    estimate: Vec<(String, String)>,
+    warnings: Vec<String>,
+    samples: Vec<SampleView>,
+    samples_total: usize,
 }
 
 fn summary_rows(summary: &Value) -> Vec<(String, String)> {
@@ -525,6 +618,11 @@ fn summary_rows(summary: &Value) -> Vec<(String, String)> {
         ("train_examples", "Training examples"),
         ("rank_budget", "Rank budget (total)"),
         ("examples_per_second", "Examples per second"),
+        ("device", "Device"),
+        ("rouge_stemmer", "ROUGE stemmer"),
+        ("max_new_tokens", "Longest generated answer (tokens)"),
+        ("generated_validation_examples", "Generated validation answers"),
+        ("generated_test_examples", "Generated test answers"),
     ] {
         if let Some(v) = m.get(key).filter(|v| !v.is_null()) {
             out.push((label.to_string(), value_text(v)));
@@ -576,7 +674,18 @@ pub async fn run(State(st): State<AppState>, s: WebSession, Path(id): Path<Strin
         })
         .collect();
     let view = run_view(&r, &names);
+    let generative = d.as_ref().and_then(|d| TaskFamily::parse(&d.task_family)).is_some_and(|f| !f.is_encoder_task());
+    let preds = if generative && status == RunStatus::Succeeded {
+        rankfit_store::studies::predictions(&st.pool, r.id, "test").await?
+    } else {
+        Vec::new()
+    };
+    let est = stored_estimate(&r);
     Ok(render(RunPage {
+        estimate: est.as_ref().map(|e| estimate_rows(e, &r)).unwrap_or_default(),
+        warnings: if status == RunStatus::Queued { est.map(|e| e.warnings).unwrap_or_default() } else { Vec::new() },
+        samples: sample_views(&preds),
+        samples_total: preds.len(),
         title: format!("Run {}", view.label),
         nav: Nav::signed_in(&s, "runs"),
         terminal: status.is_terminal(),

@@ -55,6 +55,12 @@ pub trait AblationOracle<B: Backend> {
     /// batch with the current parameter values, no dropout, and adapter `k`'s component gates
     /// replaced by `variants[v][k]` (one bool per allocated component).
     fn losses(&mut self, adapters: &Adapters, store: &ParamStore<B>, variants: &[Vec<Vec<bool>>]) -> Result<Vec<f64>, TrainError>;
+
+    /// Variants evaluated in one forward pass: callers that split a round into parts
+    /// (for progress reports) split at multiples of it.
+    fn variants_per_pass(&self) -> usize {
+        1
+    }
 }
 
 /// Any closure with the oracle's signature is an oracle (tests, toy models).

@@ -57,9 +57,7 @@ pub fn instruction_mix(assets_dir: &Path, per_task: usize) -> Result<ParsedDatas
         }
     }
     let mut report = ValidationReport { rows: examples.len(), ..Default::default() };
-    for s in [Split::Train, Split::Validation, Split::Test] {
-        report.rows_per_split.insert(s.as_str().to_string(), examples.iter().filter(|e| e.split == s).count());
-    }
+    report.count_splits(&examples);
     Ok(ParsedDataset { task_family: TaskFamily::Instruction, examples, label_set: Vec::new(), report })
 }
 
