@@ -134,6 +134,13 @@ await test("launch a run from the form", async () => {
   await page.getByLabel("Batch size").fill("8");
   await page.getByLabel("Max sequence length").fill("32");
   await page.getByLabel("Checkpoint every N steps (0: never)").fill("0");
+  // The live estimate follows the fields (a dry run: nothing is created).
+  await page.waitForFunction(() => /^About .* 6 steps over/.test(document.querySelector("#estimate-text")?.textContent || ""), null, { timeout: 15_000 });
+  await page.getByLabel("Max steps (overrides epochs)").fill("9");
+  await page.waitForFunction(() => /^About .* 9 steps over/.test(document.querySelector("#estimate-text")?.textContent || ""), null, { timeout: 15_000 });
+  await page.getByLabel("Max steps (overrides epochs)").fill("6");
+  await page.waitForFunction(() => / 6 steps over/.test(document.querySelector("#estimate-text")?.textContent || ""), null, { timeout: 15_000 });
+  check((await page.locator("#estimate-text").textContent()).includes("peak memory"), "the estimate names peak memory");
   await shot("07-launch-form");
   await page.getByRole("button", { name: "Launch run" }).click();
   await page.waitForURL(/\/runs\/[0-9a-f-]{36}$/);
@@ -170,6 +177,34 @@ await test("the run page follows the run to a terminal state", async () => {
   }
   check((await page.locator("#log li").count()) > 0, "the event log shows events");
   await shot("09-run-terminal");
+});
+
+await test("a long run shows live progress with an ETA on its page and in the runs list, and can be cancelled", async () => {
+  check(state.datasetId, "needs the dataset");
+  const id = await page.evaluate(async (ds) => {
+    const csrf = document.querySelector('meta[name="csrf-token"]').content;
+    const r = await fetch("/api/v1/runs", { method: "POST", headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+      body: JSON.stringify({ dataset_id: ds, method: "lora", budget: 2, name: "e2e-long", training: { max_steps: 5000, batch_size: 8, max_seq_len: 32, checkpoint_every: 0 } }) });
+    if (!r.ok) throw new Error("long run: HTTP " + r.status);
+    return (await r.json()).run.id;
+  }, state.datasetId);
+  await visit(`/runs/${id}`);
+  // Live from the event stream: "training step n/5000 (p%) · loss … · ETA …".
+  await page.waitForFunction(() => /^training step [1-9]\d*\/5000 .*ETA/.test(document.querySelector("#progress-line")?.textContent || ""),
+    null, { timeout: RUN_TIMEOUT_MS, polling: 250 });
+  check(Number(await page.locator("#run-progress").getAttribute("max")) === 5000, "the bar counts the run's steps");
+  await page.waitForFunction(() => Number(document.querySelector("#run-progress").value) > 0, null, { timeout: 10_000 });
+  await shot("09b-run-progress");
+  await visit("/runs");
+  const row = page.locator("#runs-table tr", { has: page.locator(`a[href="/runs/${id}"]`) });
+  check((await row.locator("progress.mini").count()) === 1, "the runs list shows the running run's progress");
+  check(/training step \d+\/5000/.test(await row.locator(".progress-text").textContent()), "with its step count");
+  check((await row.textContent()).includes("est. ~"), "and its estimate");
+  await shot("09c-runs-progress");
+  await visit(`/runs/${id}`);
+  page.once("dialog", (d) => d.accept());
+  await page.getByRole("button", { name: "Cancel run" }).click();
+  await page.waitForFunction(() => document.querySelector("#run-status")?.textContent.trim() === "cancelled", null, { timeout: 60_000, polling: 500 });
 });
 
 await test("runs list filters by status", async () => {

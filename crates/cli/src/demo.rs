@@ -258,10 +258,9 @@ async fn print_estimates_vs_actual(http: &reqwest::Client, base: &str, token: &s
         for r in cell["runs"].as_array().cloned().unwrap_or_default() {
             let id = r["id"].as_str().unwrap_or_default();
             let run = check(http.get(format!("{base}/runs/{id}")).bearer_auth(token).send().await?).await?;
-            let (Ok(e), Some(actual)) = (
-                serde_json::from_value::<Estimate>(run["run"]["estimate"].clone()),
-                run["run"]["summary"]["wall_seconds"].as_f64(),
-            ) else {
+            let (Ok(e), Some(actual)) =
+                (serde_json::from_value::<Estimate>(run["run"]["estimate"].clone()), run["run"]["summary"]["wall_seconds"].as_f64())
+            else {
                 continue;
             };
             let off = actual / e.total_seconds - 1.0;

@@ -101,13 +101,24 @@ async fn adalora_run_over_the_api_beats_the_majority_baseline_on_bigbench() {
         "training": {"epochs": 3.0, "batch_size": 16, "max_seq_len": 64, "learning_rate": 3e-3,
                      "target_modules": ["query", "value"], "eval_every": 40, "checkpoint_every": 40},
     });
+    // Before launching: a dry run estimates it (the reference machine's throughput: this
+    // fleet has finished nothing yet) and creates nothing.
+    let dry = check(http.post(format!("{base}/runs?dry_run=true")).bearer_auth(&token).json(&req).send().await.unwrap()).await;
+    assert_eq!(dry["estimate"]["basis"]["source"], "reference");
+    let runs = check(http.get(format!("{base}/runs")).bearer_auth(&token).send().await.unwrap()).await;
+    assert!(runs["runs"].as_array().unwrap().is_empty());
     let body = check(http.post(format!("{base}/runs")).bearer_auth(&token).json(&req).send().await.unwrap()).await;
     let run = body["run"]["id"].as_str().unwrap().to_string();
+    let steps = body["run"]["estimate"]["steps"].as_u64().unwrap();
 
     let start = Instant::now();
+    let mut reports: Vec<Value> = Vec::new();
     let detail = loop {
         let body = check(http.get(format!("{base}/runs/{run}")).bearer_auth(&token).send().await.unwrap()).await;
         let status = body["run"]["status"].as_str().unwrap().to_string();
+        if status == "running" && !body["run"]["progress"].is_null() {
+            reports.push(body["run"]["progress"].clone());
+        }
         if matches!(status.as_str(), "succeeded" | "failed" | "cancelled") {
             break body;
         }
@@ -115,6 +126,32 @@ async fn adalora_run_over_the_api_beats_the_majority_baseline_on_bigbench() {
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
     assert_eq!(detail["run"]["status"], "succeeded", "run error: {}", detail["run"]["error"]);
+
+    // Progress was reported while it trained: steps of the estimated total, with an ETA.
+    assert!(!reports.is_empty(), "no progress report seen in {} s of training", start.elapsed().as_secs());
+    assert!(reports.iter().all(|p| p["total_steps"].as_u64() == Some(steps)), "{reports:?}");
+    assert!(reports.iter().any(|p| p["phase"] == "training" && p["step"].as_u64() > Some(0) && p["eta_seconds"].is_number()));
+    let summary = &detail["run"]["summary"];
+    assert_eq!(summary["device"], "cpu");
+    assert!(summary["heldout_seconds"].as_f64().unwrap() > 0.0, "eval_every 40 runs held-out passes: {summary}");
+    // Estimated vs actual (a report, not an assertion on time), and the next estimate now
+    // rests on this run's measured throughput and token counts.
+    let e: rankfit_domain::estimate::Estimate = serde_json::from_value(detail["run"]["estimate"].clone()).unwrap();
+    let actual = summary["wall_seconds"].as_f64().unwrap();
+    eprintln!(
+        "estimate (reference machine) {:.0} s ± {:.0}%, actual {actual:.0} s ({:+.0}%)",
+        e.total_seconds,
+        100.0 * e.error_band,
+        100.0 * (actual / e.total_seconds - 1.0)
+    );
+    let dry = check(http.post(format!("{base}/runs?dry_run=true")).bearer_auth(&token).json(&req).send().await.unwrap()).await;
+    assert_eq!(dry["estimate"]["basis"], json!({"source": "measured", "runs": 1, "same_method": true}));
+    assert_eq!(dry["estimate"]["tokens_measured"], true);
+    eprintln!(
+        "re-estimate from this run: {:.0} s ± {:.0}% (actual {actual:.0} s)",
+        dry["estimate"]["total_seconds"].as_f64().unwrap(),
+        100.0 * dry["estimate"]["error_band"].as_f64().unwrap()
+    );
 
     let evals = detail["evaluations"].as_array().unwrap();
     let test = evals.iter().find(|e| e["split"] == "test").expect("a test-split evaluation");
@@ -138,6 +175,10 @@ async fn adalora_run_over_the_api_beats_the_majority_baseline_on_bigbench() {
     let total = |s: &Value| s["ranks"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum::<u64>();
     let modules = snaps[0]["ranks"].as_object().unwrap().len() as u64;
     assert_eq!(modules, 12, "query+value in 6 layers");
+    let order: Vec<&str> = ranks["modules"].as_array().unwrap().iter().map(|m| m.as_str().unwrap()).collect();
+    let mut sorted = order.clone();
+    sorted.sort_by(|a, b| rankfit_domain::rank::module_order(a, b));
+    assert_eq!((order.len(), &order), (12, &sorted), "modules listed in layer order");
     assert_eq!(total(&snaps[0]), 6 * modules);
     assert_eq!(total(snaps.last().unwrap()), 4 * modules);
     for s in snaps {

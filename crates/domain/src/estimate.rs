@@ -119,13 +119,21 @@ pub fn reference(model: &BaseModel) -> Reference {
     const MIB: f64 = 1024.0 * 1024.0;
     match model.architecture {
         // MiniLM LoRA, batch 32 × seq 128: 5.9 s/step, ~950 MiB peak RSS.
-        Architecture::Bert => {
-            Reference { tokens_per_second: 700.0, base_bytes: 250.0 * MIB, bytes_per_batch_token: 0.17 * MIB, template_tokens: 3.0, overhead_seconds: 5.0 }
-        }
+        Architecture::Bert => Reference {
+            tokens_per_second: 700.0,
+            base_bytes: 250.0 * MIB,
+            bytes_per_batch_token: 0.17 * MIB,
+            template_tokens: 3.0,
+            overhead_seconds: 5.0,
+        },
         // SmolLM2 LoRA, batch 8 × seq 512: ~80 s/step, ~14 GB peak RSS.
-        Architecture::Llama => {
-            Reference { tokens_per_second: 50.0, base_bytes: 1000.0 * MIB, bytes_per_batch_token: 3.2 * MIB, template_tokens: 24.0, overhead_seconds: 20.0 }
-        }
+        Architecture::Llama => Reference {
+            tokens_per_second: 50.0,
+            base_bytes: 1000.0 * MIB,
+            bytes_per_batch_token: 3.2 * MIB,
+            template_tokens: 24.0,
+            overhead_seconds: 20.0,
+        },
     }
 }
 
@@ -205,11 +213,8 @@ pub fn estimate(
     let reference = reference(model);
 
     // Tokens per training example.
-    let measured_tokens: Vec<f64> = same_model
-        .iter()
-        .filter(|o| o.dataset_id == dataset.id && o.max_seq_len == t.max_seq_len)
-        .map(|o| o.tokens_per_example)
-        .collect();
+    let measured_tokens: Vec<f64> =
+        same_model.iter().filter(|o| o.dataset_id == dataset.id && o.max_seq_len == t.max_seq_len).map(|o| o.tokens_per_example).collect();
     let tokens_measured = !measured_tokens.is_empty();
     let tokens_per_example = if tokens_measured {
         median(&measured_tokens)

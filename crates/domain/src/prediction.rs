@@ -24,6 +24,17 @@ pub enum Output {
     Text { text: String },
 }
 
+impl Output {
+    /// The label, the value or the text, as a person reads it.
+    pub fn as_text(&self) -> String {
+        match self {
+            Output::Class { label, .. } => label.clone(),
+            Output::Value { value } => value.to_string(),
+            Output::Text { text } => text.clone(),
+        }
+    }
+}
+
 /// One test example's prediction.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Prediction {

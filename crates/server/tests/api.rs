@@ -251,3 +251,84 @@ async fn run_events_replay_and_resume_after_last_event_id() {
     assert_eq!(rest.len(), events.len() - 1);
     assert!(rest.iter().all(|e| e.0 > first));
 }
+
+/// `?dry_run=true`: the same validation as a real launch, an estimate back, nothing created.
+/// Once a run of the model has finished on the fleet, the estimate rests on its measured
+/// throughput; every queued run keeps the estimate it was launched with.
+#[tokio::test]
+async fn dry_runs_estimate_without_creating_anything() {
+    let api = start(1 << 20).await;
+    let a = api.team("team-a", false).await;
+    let b = api.team("team-b", false).await;
+    let (_, body) = api.upload(&a, "s", "s.jsonl", sentiment_jsonl(60).as_bytes(), &[]).await;
+    let ds = body["dataset"]["id"].as_str().unwrap().to_string();
+    let report = &body["dataset"]["report"];
+    let train = report["rows_per_split"]["train"].as_u64().unwrap();
+    let train_bytes = report["text_bytes_per_split"]["train"].as_u64().unwrap();
+    assert!(train_bytes > 30 * train, "text bytes are counted per split: {report}");
+    let events_before = api.count("run_event").await;
+
+    let req = json!({"dataset_id": ds, "method": "lora", "budget": 4, "training": {"epochs": 2.0, "batch_size": 8, "max_seq_len": 64}});
+    let (status, body) = api.post(&a, "/runs?dry_run=true", req.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let e = &body["estimate"];
+    assert_eq!(body["dry_run"], true);
+    assert_eq!(e["steps"].as_u64().unwrap(), 2 * train.div_ceil(8));
+    assert_eq!(e["basis"]["source"], "reference");
+    assert_eq!(e["device"], "cpu");
+    assert_eq!(e["tokens_measured"], false);
+    assert!(e["total_seconds"].as_f64().unwrap() > 0.0 && e["peak_memory_bytes"].as_f64().unwrap() > 0.0, "{e}");
+    assert!(e["warnings"].as_array().unwrap().iter().any(|w| w.as_str().unwrap().contains("reference machine")));
+    assert!(body["estimator_accuracy"].is_null());
+    assert_eq!(api.count("run").await, 0, "a dry run creates no run");
+    assert_eq!(api.count("run_event").await, events_before);
+
+    // The same field errors as a launch, and the same team scoping.
+    let (status, body) = api.post(&a, "/runs?dry_run=true", json!({"dataset_id": ds, "method": "lora", "budget": 100000})).await;
+    assert_eq!((status, body["error"]["details"]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("budget")));
+    let (status, body) = api.post(&b, "/runs?dry_run=true", req.clone()).await;
+    assert_eq!((status, body["error"]["details"]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("dataset_id")));
+    let (status, _) = api.post(&a, "/runs?dry_run=maybe", req.clone()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // A study's dry run: every grid point estimated, summed, nothing queued.
+    let spec = json!({"name": "grid", "dataset_ids": [ds], "methods": ["lora", "adalora"], "budgets": [4], "seeds": 2,
+                      "training": {"epochs": 1.0, "batch_size": 8, "max_seq_len": 64}});
+    let (status, body) = api.post(&a, "/studies?dry_run=true", spec).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["grid_size"], 4);
+    let runs = body["runs"].as_array().unwrap();
+    let sum: f64 = runs.iter().map(|r| r["estimate"]["total_seconds"].as_f64().unwrap()).sum();
+    assert!((body["estimate"]["total_seconds"].as_f64().unwrap() - sum).abs() < 1e-6);
+    assert_eq!(api.count("study").await, 0);
+    assert_eq!(api.count("run").await, 0);
+
+    // A real launch stores its estimate.
+    let (status, body) = api.post(&a, "/runs", req.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let run = body["run"]["id"].as_str().unwrap().to_string();
+    assert_eq!(body["run"]["estimate"]["steps"].as_u64().unwrap(), 2 * train.div_ceil(8));
+
+    // Pretend the fleet finished it (as a worker's summary records): 2000 tokens/s over
+    // 40 tokens per example, 10 s of held-out passes inside 60 s of training.
+    let summary = json!({"train_seconds": 60.0, "heldout_seconds": 10.0, "tokens_per_second": 2000.0 * 50.0 / 60.0,
+                         "examples_per_second": 2000.0 / 40.0 * 50.0 / 60.0, "eval_seconds": 2.0, "eval_examples": 12,
+                         "wall_seconds": 70.0, "device": "cpu", "peak_memory_bytes": 600.0 * 1048576.0});
+    sqlx::query("update run set status = 'succeeded', started_at = now(), finished_at = now(), summary = $2 where id = $1::uuid")
+        .bind(&run)
+        .bind(&summary)
+        .execute(&api.db.pool)
+        .await
+        .unwrap();
+    let (_, body) = api.post(&a, "/runs?dry_run=true", req).await;
+    let e = &body["estimate"];
+    assert_eq!(e["basis"], json!({"source": "measured", "runs": 1, "same_method": true}));
+    assert_eq!(e["tokens_measured"], true);
+    assert!((e["tokens_per_example"].as_f64().unwrap() - 40.0).abs() < 1e-9, "{e}");
+    assert!((e["tokens_per_second"].as_f64().unwrap() - 2000.0).abs() < 1e-6, "{e}");
+    let want_train = (2 * train.div_ceil(8)) as f64 * 8.0 * 40.0 / 2000.0;
+    assert!((e["train_seconds"].as_f64().unwrap() - want_train).abs() < 1e-9, "{e}");
+    assert!(e["warnings"].as_array().unwrap().is_empty(), "{e}");
+    // The finished run's own estimate against its 70 s.
+    assert_eq!(body["estimator_accuracy"]["runs"], 1);
+}

@@ -440,3 +440,80 @@ async fn a_session_never_shows_another_teams_runs_or_datasets() {
         assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{path}");
     }
 }
+
+/// A generation run as a worker reports it: progress while it runs (run page and runs
+/// list), then its answers in a table (input, reference, generated, ROUGE), its ROUGE
+/// settings as run facts, and its estimate next to the actual time.
+#[tokio::test]
+async fn a_generation_run_shows_progress_then_its_answers_facts_and_estimate() {
+    use rankfit_domain::prediction::{Output, Prediction};
+    use rankfit_store::{events, queue, studies};
+    let site = start().await;
+    let token = site.team("gen").await;
+    let b = site.sign_in(&token).await;
+    let rows: String = (0..12)
+        .map(|i| {
+            json!({"document": format!("the long document number {i} about rivers"), "summary": format!("rivers {i}")}).to_string() + "\n"
+        })
+        .collect();
+    let form = reqwest::multipart::Form::new()
+        .text("name", "xsum-mini")
+        .text("task_family", "summarization")
+        .part("file", reqwest::multipart::Part::bytes(rows.into_bytes()).file_name("d.jsonl"));
+    let resp = site.http.post(format!("{}/api/v1/datasets", site.base)).bearer_auth(&token).multipart(form).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let ds = resp.json::<Value>().await.unwrap()["dataset"]["id"].as_str().unwrap().to_string();
+    let resp = site
+        .http
+        .post(format!("{}/api/v1/runs", site.base))
+        .bearer_auth(&token)
+        .json(&json!({"dataset_id": ds, "base_model": "smollm2-135m-instruct", "method": "lora", "budget": 4,
+                      "training": {"max_steps": 40, "batch_size": 2, "max_seq_len": 128}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let run = resp.json::<Value>().await.unwrap()["run"]["id"].as_str().unwrap().to_string();
+
+    let pool = &site.server.db.pool;
+    let lease = queue::claim(pool, "test-worker", std::time::Duration::from_secs(60)).await.unwrap().unwrap();
+    let progress = json!({"phase": "training", "step": 10, "total_steps": 40, "elapsed_seconds": 50.0, "eta_seconds": 150.0,
+                          "loss": 2.5, "rank_total": 240});
+    assert!(events::record_progress(pool, lease.run.id, lease.token, &progress).await.unwrap());
+    assert!(!events::record_progress(pool, lease.run.id, uuid::Uuid::new_v4(), &progress).await.unwrap(), "guarded by the lease");
+    let (_, html, _) = site.page(Some(&b), &format!("/runs/{run}")).await;
+    assert!(html.contains(r#"<progress id="run-progress" max="40" value="10""#), "progress bar: {html}");
+    assert!(html.contains("training step 10/40 (25%) · loss 2.5000 · rank 240 · 50s elapsed · ETA 2m 30s"));
+    let (_, html, _) = site.page(Some(&b), "/runs").await;
+    assert!(html.contains(r#"<progress class="mini" max="40" value="10""#) && html.contains("est. ~"), "runs list progress and estimate");
+
+    let preds: Vec<Prediction> = (0..3u32)
+        .map(|i| Prediction {
+            index: i,
+            predicted: Output::Text { text: format!("generated answer {i}") },
+            reference: Output::Text { text: format!("rivers {i}") },
+            input: Some(format!("the long document number {i} about rivers")),
+            scores: [("rouge1".to_string(), 0.5), ("rougeL".to_string(), 0.25)].into_iter().collect(),
+        })
+        .collect();
+    assert!(studies::record_predictions(pool, lease.run.id, lease.token, "test", &preds).await.unwrap());
+    let summary =
+        json!({"rouge_stemmer": "porter", "generated_test_examples": 3, "max_new_tokens": 64, "wall_seconds": 200.0, "device": "cpu"});
+    assert!(queue::finish(pool, lease.run.id, lease.token, &queue::Outcome::Succeeded { summary }).await.unwrap());
+
+    let (_, html, _) = site.page(Some(&b), &format!("/runs/{run}")).await;
+    assert!(html.contains(r#"id="samples-table""#), "samples table");
+    for text in ["the long document number 2 about rivers", "generated answer 2", "rivers 2", "0.500", "0.250"] {
+        assert!(html.contains(text), "samples table shows {text:?}");
+    }
+    assert!(
+        html.contains("ROUGE stemmer</dt><dd>porter") && html.contains("Generated test answers</dt><dd>3"),
+        "ROUGE settings are run facts"
+    );
+    assert!(html.contains("Estimated time") && html.contains("Actual time</dt><dd>3 min 20 s ("), "estimate vs actual");
+    assert!(!html.contains(r#"<progress id="run-progress" max="40""#), "no progress bar once it finished");
+    // The predictions download carries the inputs too.
+    let resp = site.http.get(format!("{}/api/v1/runs/{run}/predictions?format=jsonl", site.base)).bearer_auth(&token).send().await.unwrap();
+    let first: Value = serde_json::from_str(resp.text().await.unwrap().lines().next().unwrap()).unwrap();
+    assert_eq!(first["input"], "the long document number 0 about rivers");
+}

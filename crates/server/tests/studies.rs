@@ -177,7 +177,7 @@ async fn results_aggregate_the_runs_own_numbers_and_cancel_keeps_finished_runs()
     assert_eq!(resp.status(), StatusCode::OK);
     let csv = resp.text().await.unwrap();
     assert_eq!(csv.lines().count(), 21, "{csv}");
-    assert!(csv.starts_with("index,predicted,reference,accuracy"));
+    assert!(csv.starts_with("index,input,predicted,reference,accuracy"));
     let (status, _) = api.get(&b, &format!("/runs/{run}/predictions")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 

@@ -44,7 +44,6 @@ use crate::params::{collect_grads, AdamW, ParamStore};
 use crate::step::{after_backward, Trainable};
 use crate::{ArtifactKind, TrainError, TrainEvent, TrainJob, TrainOutput, CHECKPOINT_DIR};
 
-
 /// HF's `get_linear_schedule_with_warmup` at 0-based step `s`.
 pub fn learning_rate(base: f64, s: u64, total: u64, warmup: u64) -> f64 {
     if s < warmup {
@@ -511,5 +510,81 @@ impl<B: burn::tensor::backend::Backend> AblationOracle<B> for Reporting<'_, B> {
             (self.report)(out.len() as u64, of);
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::AdapterKind;
+    use crate::allocator::testing::{toy, T};
+
+    /// Scores variant v as v (by its first gate pattern's index), `per_pass` per pass, and
+    /// records the size of every call.
+    struct Counting {
+        per_pass: usize,
+        calls: Vec<usize>,
+    }
+
+    impl AblationOracle<T> for Counting {
+        fn losses(&mut self, _: &Adapters, _: &ParamStore<T>, variants: &[Vec<Vec<bool>>]) -> Result<Vec<f64>, TrainError> {
+            self.calls.push(variants.len());
+            Ok(variants.iter().map(|v| v[0].iter().filter(|&&g| g).count() as f64).collect())
+        }
+
+        fn variants_per_pass(&self) -> usize {
+            self.per_pass
+        }
+    }
+
+    #[test]
+    fn an_ablation_round_is_split_at_whole_passes_and_reported_per_part() {
+        let (adapters, store, _) = toy(1, 2, AdapterKind::Lora, 1);
+        for (n, per_pass, want_calls) in [(25usize, 4usize, vec![4, 4, 4, 4, 4, 4, 1]), (100, 4, [vec![12; 8], vec![4]].concat())] {
+            let variants: Vec<Vec<Vec<bool>>> = (0..n).map(|i| vec![vec![i % 2 == 0, i % 3 == 0]]).collect();
+            let mut inner = Counting { per_pass, calls: Vec::new() };
+            let mut reports = Vec::new();
+            let mut report = |done: u64, of: u64| reports.push((done, of));
+            let got = Reporting { inner: &mut inner, report: &mut report }.losses(&adapters, &store, &variants).unwrap();
+            let direct: Vec<f64> = variants.iter().map(|v| v[0].iter().filter(|&&g| g).count() as f64).collect();
+            assert_eq!(got, direct, "losses in variant order");
+            assert_eq!(inner.calls, want_calls, "parts of whole passes (n = {n})");
+            let mut done = vec![0u64];
+            done.extend(want_calls.iter().scan(0u64, |acc, &c| {
+                *acc += c as u64;
+                Some(*acc)
+            }));
+            assert_eq!(reports, done.iter().map(|&d| (d, n as u64)).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn reporter_throttles_steps_but_not_phase_changes_or_the_last_step() {
+        let mut events = Vec::new();
+        let mut on_event = |e: TrainEvent| events.push(e);
+        let mut r = Reporter::new(10, 100);
+        for step in 11..=20 {
+            r.step(&mut on_event, step, 0.5, 16);
+        }
+        r.phase(&mut on_event, Phase::Validating, 20, 16);
+        r.step(&mut on_event, 100, 0.25, 12);
+        let reports: Vec<Progress> = events
+            .into_iter()
+            .filter_map(|e| match e {
+                TrainEvent::Progress(p) => Some(p),
+                _ => None,
+            })
+            .collect();
+        // The first step reports; the next nine fall within the same second.
+        assert_eq!(
+            reports.iter().map(|p| (p.phase, p.step)).collect::<Vec<_>>(),
+            vec![(Phase::Training, 11), (Phase::Validating, 20), (Phase::Training, 100)]
+        );
+        assert_eq!(reports[0].loss, Some(0.5));
+        assert_eq!(reports[2].loss, Some(0.25), "the loss is the mean since the previous report");
+        assert_eq!(reports[2].rank_total, Some(12));
+        assert_eq!(reports[2].eta_seconds, Some(0.0));
+        assert!(reports[0].eta_seconds.is_some_and(|e| e >= 0.0), "ETA from this attempt's steps (resumed at 10)");
+        assert!(reports.iter().all(|p| p.total_steps == 100));
     }
 }

@@ -55,10 +55,19 @@ pub struct TrainJob {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum TrainEvent {
-    Metric { step: u64, split: String, name: String, value: f64 },
+    Metric {
+        step: u64,
+        split: String,
+        name: String,
+        value: f64,
+    },
     Ranks(RankMap),
-    Checkpoint { step: u64 },
-    Log { message: String },
+    Checkpoint {
+        step: u64,
+    },
+    Log {
+        message: String,
+    },
     /// Where the run is (about once a second while training, and at each phase change).
     Progress(rankfit_domain::progress::Progress),
 }

@@ -108,7 +108,11 @@ fn lora_on_an_xsum_slice_lowers_the_heldout_loss() {
         assert!(v.is_finite() && v >= 0.0, "{m} = {v}");
     }
     assert!((metrics["perplexity"].as_f64().unwrap() - after.exp()).abs() < 1e-6 * after.exp());
-    assert_eq!(metrics["generated_examples"], 2);
+    // Settings and counts are run facts in the summary, not metrics.
+    assert!(metrics.get("generated_examples").is_none() && metrics.get("rouge_stemmer").is_none());
+    assert_eq!(out.summary["generated_validation_examples"], 2);
+    assert_eq!(out.summary["rouge_stemmer"], "porter");
+
     let peft = &out.artifacts[0].1;
     let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(peft.join("adapter_config.json")).unwrap()).unwrap();
     assert_eq!(cfg["task_type"], "CAUSAL_LM");

@@ -47,6 +47,17 @@ impl Trainer for PacedTrainer {
                 budget: 8,
                 modules: vec![("layer.0.query".into(), 4), ("layer.0.value".into(), 4)],
             }));
+            on_event(TrainEvent::Progress(rankfit_domain::progress::Progress {
+                phase: rankfit_domain::progress::Phase::Training,
+                step,
+                total_steps: self.steps,
+                elapsed_seconds: (step * self.step_ms) as f64 / 1000.0,
+                eta_seconds: Some(((self.steps - step) * self.step_ms) as f64 / 1000.0),
+                loss: Some(1.0 / step as f64),
+                rank_total: Some(8),
+                done: None,
+                of: None,
+            }));
             self.progress.store(step, Ordering::SeqCst);
         }
         if let Some(msg) = &self.fail_with {
@@ -67,7 +78,7 @@ impl Trainer for PacedTrainer {
                     index: i,
                     predicted: Output::Class { index: usize::from(i == 3), label: String::new() },
                     reference: Output::Class { index: 0, label: String::new() },
-                    input: None,
+                    input: Some(format!("example {i}")),
                     scores: [("accuracy".to_string(), f64::from(u8::from(i != 3)))].into_iter().collect(),
                 })
                 .collect(),
@@ -201,6 +212,11 @@ async fn a_run_is_trained_and_everything_it_reports_is_recorded() {
     let preds = rankfit_store::studies::predictions(&f.db.pool, run, "test").await.unwrap();
     assert_eq!(preds.len(), 4);
     assert_eq!(preds[3].predicted, Output::Class { index: 1, label: String::new() });
+    assert_eq!(preds[3].input.as_deref(), Some("example 3"), "inputs are stored with the predictions");
+    // The last progress report is the run's (it was running when it arrived).
+    let progress = row.progress.as_ref().expect("a progress report").0.clone();
+    assert_eq!((progress["step"].as_u64(), progress["total_steps"].as_u64()), (Some(5), Some(5)));
+    assert_eq!(progress["phase"], "training");
     let all: Vec<usize> = (0..preds.len()).collect();
     let acc = rankfit_domain::prediction::metric_on(rankfit_domain::task::TaskFamily::Classification, "accuracy", 2, &preds, &all);
     assert_eq!(acc, Some(0.75));

@@ -226,7 +226,12 @@ pub async fn rank_map(State(st): State<AppState>, Auth(team): Auth, Path(id): Pa
     let run = owned_run(&st, team.id, &id).await?;
     let snapshots = runs::rank_snapshots(&st.pool, run.id).await?;
     let latest = snapshots.last().cloned();
-    Ok(Json(json!({ "run_id": run.id, "latest": latest, "snapshots": snapshots })))
+    // JSON objects have no order: `modules` lists the adapted modules in layer order.
+    let mut modules: Vec<String> =
+        snapshots.iter().flat_map(|s| s.ranks.0.as_object().into_iter().flat_map(|m| m.keys().cloned())).collect();
+    modules.sort_by(|a, b| rankfit_domain::rank::module_order(a, b));
+    modules.dedup();
+    Ok(Json(json!({ "run_id": run.id, "modules": modules, "latest": latest, "snapshots": snapshots })))
 }
 
 pub async fn artifacts(State(st): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
@@ -302,19 +307,13 @@ pub async fn predictions(
 
 /// index, predicted, reference, then one column per per-example score.
 fn predictions_csv(preds: &[rankfit_domain::prediction::Prediction]) -> Result<String, csv::Error> {
-    use rankfit_domain::prediction::Output;
-    let text = |o: &Output| match o {
-        Output::Class { label, .. } => label.clone(),
-        Output::Value { value } => value.to_string(),
-        Output::Text { text } => text.clone(),
-    };
     let names: Vec<&String> = preds.first().map(|p| p.scores.keys().collect()).unwrap_or_default();
     let mut w = csv::Writer::from_writer(Vec::new());
-    let mut header = vec!["index".to_string(), "predicted".into(), "reference".into()];
+    let mut header = vec!["index".to_string(), "input".into(), "predicted".into(), "reference".into()];
     header.extend(names.iter().map(|n| n.to_string()));
     w.write_record(&header)?;
     for p in preds {
-        let mut row = vec![p.index.to_string(), text(&p.predicted), text(&p.reference)];
+        let mut row = vec![p.index.to_string(), p.input.clone().unwrap_or_default(), p.predicted.as_text(), p.reference.as_text()];
         row.extend(names.iter().map(|n| p.scores.get(*n).map(|v| v.to_string()).unwrap_or_default()));
         w.write_record(&row)?;
     }
@@ -352,8 +351,7 @@ pub async fn events(
         /// whenever the run's report changes, so a replay never floods with them).
         progress: Option<Value>,
     }
-    let cursor =
-        Cursor { rx: st.events.subscribe(), st, run_id: run.id, after, buf: VecDeque::new(), finished: false, progress: None };
+    let cursor = Cursor { rx: st.events.subscribe(), st, run_id: run.id, after, buf: VecDeque::new(), finished: false, progress: None };
     let stream = futures::stream::unfold(cursor, |mut c| async move {
         loop {
             if let Some(ev) = c.buf.pop_front() {

@@ -539,12 +539,8 @@ pub struct SampleView {
 const SAMPLE_ROWS: usize = 50;
 
 fn sample_views(preds: &[rankfit_domain::prediction::Prediction]) -> Vec<SampleView> {
-    let text = |o: &Output| match o {
-        Output::Text { text } => text.clone(),
-        Output::Class { label, .. } => label.clone(),
-        Output::Value { value } => value.to_string(),
-    };
-    let score = |p: &rankfit_domain::prediction::Prediction, k: &str| p.scores.get(k).map(|v| format!("{v:.3}")).unwrap_or_else(|| "–".into());
+    let score =
+        |p: &rankfit_domain::prediction::Prediction, k: &str| p.scores.get(k).map(|v| format!("{v:.3}")).unwrap_or_else(|| "–".into());
     preds
         .iter()
         .filter(|p| matches!(p.predicted, Output::Text { .. }))
@@ -552,8 +548,8 @@ fn sample_views(preds: &[rankfit_domain::prediction::Prediction]) -> Vec<SampleV
         .map(|p| SampleView {
             index: p.index,
             input: p.input.clone().unwrap_or_default(),
-            reference: text(&p.reference),
-            generated: text(&p.predicted),
+            reference: p.reference.as_text(),
+            generated: p.predicted.as_text(),
             rouge1: score(p, "rouge1"),
             rouge_l: score(p, "rougeL"),
         })
