@@ -3,6 +3,7 @@
 pub mod assets;
 mod db;
 mod demo;
+mod estimates;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -60,6 +61,12 @@ enum Command {
     Assets {
         #[command(subcommand)]
         command: AssetsCommand,
+    },
+    /// How close the pre-launch estimates came to the measured wall time of finished runs.
+    Estimates {
+        /// Newest succeeded runs to judge.
+        #[arg(long, default_value_t = 200)]
+        limit: i64,
     },
     /// Manage teams.
     Team {
@@ -132,6 +139,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let db = db::Database::open(&g).await?;
             println!("migrations applied to {}", db.describe());
             db.close().await
+        }
+        Command::Estimates { limit } => {
+            let db = db::Database::open(&g).await?;
+            let result = estimates::report(&db, limit).await;
+            db.close().await?;
+            result
         }
         Command::Team { command } => {
             let db = db::Database::open(&g).await?;

@@ -155,6 +155,20 @@ pub struct DatasetShape {
 }
 
 impl DatasetShape {
+    /// From a dataset's stored task family and validation report (reports stored before
+    /// text bytes were counted give an empty map: estimates then assume full-length examples).
+    pub fn from_report(id: Uuid, task_family: &str, report: &Value) -> Self {
+        fn field<T: serde::de::DeserializeOwned + Default>(report: &Value, k: &str) -> T {
+            report.get(k).and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default()
+        }
+        Self {
+            id,
+            task_family: TaskFamily::parse(task_family),
+            rows_per_split: field(report, "rows_per_split"),
+            text_bytes_per_split: field(report, "text_bytes_per_split"),
+        }
+    }
+
     fn rows(&self, split: &str) -> usize {
         self.rows_per_split.get(split).copied().unwrap_or(0)
     }
@@ -348,6 +362,35 @@ pub fn study_estimate(runs: &[Estimate]) -> StudyEstimate {
         error_band: weighted_band,
         warnings,
     }
+}
+
+/// A finished run, as the estimator's accuracy is judged on it.
+#[derive(Debug, Clone)]
+pub struct FinishedRun {
+    pub model: &'static BaseModel,
+    pub method: Method,
+    pub config: RunConfig,
+    pub dataset: DatasetShape,
+    pub observation: Option<Observation>,
+    /// The estimate it was queued with, if any.
+    pub estimate: Option<Estimate>,
+    /// Its measured wall time (the summary's `wall_seconds`).
+    pub actual_seconds: Option<f64>,
+}
+
+/// Each run re-estimated from every other run's measurement (leave one out): the error of
+/// the estimator once the fleet has measured the model, without the run judging itself.
+/// Entries follow `runs`; None where the run has no measured wall time.
+pub fn leave_one_out(runs: &[FinishedRun], device: &str) -> Vec<Option<Estimate>> {
+    runs.iter()
+        .enumerate()
+        .map(|(i, r)| {
+            r.actual_seconds?;
+            let others: Vec<Observation> =
+                runs.iter().enumerate().filter(|(j, _)| *j != i).filter_map(|(_, o)| o.observation.clone()).collect();
+            Some(estimate(r.model, r.method, &r.config, &r.dataset, &others, device))
+        })
+        .collect()
 }
 
 /// How close past estimates came to the runs' measured wall time.

@@ -255,9 +255,13 @@ pub async fn evaluations(pool: &PgPool, run_id: Uuid) -> Result<Vec<EvaluationRo
         .await?)
 }
 
-/// A finished run's cost as the estimator reads it: model, method, dataset, config and summary.
+/// A finished run's cost as the estimator reads it: model, method, dataset (family and
+/// validation report), config, summary and the estimate it was queued with.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct CostRow {
+    pub id: Uuid,
+    pub task_family: String,
+    pub report: Json<serde_json::Value>,
     pub base_model_id: String,
     pub method: String,
     pub dataset_id: Uuid,
@@ -266,13 +270,35 @@ pub struct CostRow {
     pub estimate: Option<Json<serde_json::Value>>,
 }
 
+impl CostRow {
+    /// The run as the estimator reads it; None for a model, method or config this build
+    /// does not know (rows written by another version).
+    pub fn finished_run(&self) -> Option<rankfit_domain::estimate::FinishedRun> {
+        use rankfit_domain::estimate::{DatasetShape, FinishedRun, Observation};
+        let model = rankfit_domain::catalog::base_model(&self.base_model_id)?;
+        let method = rankfit_domain::run::Method::parse(&self.method)?;
+        let config: rankfit_domain::run::RunConfig = serde_json::from_value(self.config.0.clone()).ok()?;
+        let summary = &self.summary.0;
+        Some(FinishedRun {
+            model,
+            method,
+            observation: Observation::from_summary(model, method, self.dataset_id, &config, summary),
+            dataset: DatasetShape::from_report(self.dataset_id, &self.task_family, &self.report.0),
+            estimate: self.estimate.as_ref().and_then(|e| serde_json::from_value(e.0.clone()).ok()),
+            actual_seconds: summary.get("wall_seconds").and_then(serde_json::Value::as_f64),
+            config,
+        })
+    }
+}
+
 /// The newest `limit` succeeded runs of the whole fleet (every team: throughput is a
 /// property of the workers, not of anyone's data), newest first.
 pub async fn recent_costs(pool: &PgPool, limit: i64) -> Result<Vec<CostRow>> {
     Ok(sqlx::query_as(
-        "select base_model_id, method, dataset_id, config, summary, estimate
-         from run where status = 'succeeded' and summary ? 'tokens_per_second'
-         order by finished_at desc limit $1",
+        "select r.id, d.task_family, d.report, r.base_model_id, r.method, r.dataset_id, r.config, r.summary, r.estimate
+         from run r join dataset d on d.id = r.dataset_id
+         where r.status = 'succeeded' and r.summary ? 'tokens_per_second'
+         order by r.finished_at desc limit $1",
     )
     .bind(limit)
     .fetch_all(pool)
