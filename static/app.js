@@ -246,7 +246,7 @@
         const d = await api("POST", "/api/v1/runs?dry_run=true", request());
         if (seq !== estSeq) return;
         const e = d.estimate;
-        const basis = e.basis.source === "measured" ? `measured on ${e.basis.runs} finished run(s) on ${e.device}` : `the reference machine; no ${model.value} run measured on ${e.device} yet`;
+        const basis = e.basis.source === "measured" ? `measured on ${e.basis.runs} finished run${e.basis.runs === 1 ? "" : "s"} on ${e.device}` : `the reference machine; no ${model.value} run measured on ${e.device} yet`;
         estText.className = "";
         estText.textContent = `About ${duration(e.total_seconds)} (± ${Math.round(100 * e.error_band)}%): ${e.steps} steps over ${e.train_examples} training examples, ` +
           `~${Math.round(e.tokens_per_example)} tokens each; peak memory ~${bytes(e.peak_memory_bytes)}. Based on ${basis}.` +

@@ -10,10 +10,8 @@ use crate::db::Database;
 /// Prints the report for the newest `limit` succeeded runs.
 pub async fn report(db: &Database, limit: i64) -> anyhow::Result<()> {
     let rows = rankfit_store::runs::recent_costs(&db.pool, limit).await?;
-    let runs: Vec<(String, FinishedRun)> = rows
-        .iter()
-        .filter_map(|r| Some((format!("{} {}", &r.id.to_string()[..8], r.method), r.finished_run()?)))
-        .collect();
+    let runs: Vec<(String, FinishedRun)> =
+        rows.iter().filter_map(|r| Some((format!("{} {}", &r.id.to_string()[..8], r.method), r.finished_run()?))).collect();
     if runs.is_empty() {
         println!("no succeeded run with a throughput summary yet");
         return Ok(());

@@ -262,14 +262,9 @@ pub fn estimate(
     // Evaluation: held-out passes during training, then the final evaluation.
     let validation = dataset.rows("validation");
     let test = dataset.rows("test");
-    let heldout_passes = if validation == 0 {
-        0
-    } else if t.eval_every > 0 {
-        // Step 0, every eval_every steps before the last, and the final weights.
-        1 + (steps.saturating_sub(1)) / t.eval_every + 1
-    } else {
-        1
-    };
+    // The final weights always; with eval_every, also step 0 and every eval_every steps
+    // before the last.
+    let heldout_passes = if validation == 0 { 0 } else { steps.saturating_sub(1).checked_div(t.eval_every).map_or(1, |n| n + 2) };
     let forward = per_example_train * FORWARD_SHARE;
     let generative = dataset.task_family.is_some_and(|f| !f.is_encoder_task()) && t.generation.eval_examples > 0;
     let generated = |rows: usize| rows.min(t.generation.eval_examples as usize);

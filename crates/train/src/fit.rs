@@ -271,8 +271,9 @@ pub fn fit<B: AutodiffBackend, W: Workload<B>>(
 
         let lr = learning_rate(t.learning_rate, s, total, warmup);
         let rank_total = live_rank_total(&state.adapters);
-        let mut round = |done: u64, of: u64| reporter.part(on_event, Phase::AblationRound, s, done, of, rank_total);
-        let (loss_value, outcome) = train_step(workload, &mut state, &items, &oracle_samples, step, lr, t.grad_clip, &mut round)?;
+        let mut report = |done: u64, of: u64| reporter.part(on_event, Phase::AblationRound, s, done, of, rank_total);
+        let ablation = Ablation { samples: &oracle_samples, report: &mut report };
+        let (loss_value, outcome) = train_step(workload, &mut state, &items, ablation, step, lr, t.grad_clip)?;
         for message in outcome.log {
             on_event(TrainEvent::Log { message });
         }
@@ -462,11 +463,10 @@ fn train_step<B: AutodiffBackend, W: Workload<B>>(
     workload: &W,
     state: &mut State<B>,
     items: &[&W::Sample],
-    oracle_samples: &[W::Sample],
+    ablation: Ablation<'_, W::Sample>,
     step: u64,
     lr: f64,
     grad_clip: f64,
-    round: &mut dyn FnMut(u64, u64),
 ) -> Result<(f64, crate::step::StepOutcome), TrainError> {
     let live = state.store.live::<B>();
     let mut loss = workload.loss(items, &live, &state.adapters, &state.device);
@@ -481,13 +481,20 @@ fn train_step<B: AutodiffBackend, W: Workload<B>>(
     let loss_value = loss.clone().into_scalar().elem::<f64>();
     let grads = collect_grads(&live, &loss.backward());
     drop(live);
-    let mut oracle = (!oracle_samples.is_empty()).then(|| workload.oracle(oracle_samples));
+    let mut oracle = (!ablation.samples.is_empty()).then(|| workload.oracle(ablation.samples));
     let trainable =
         Trainable { adapters: &mut state.adapters, store: &mut state.store, adam: &mut state.adam, allocator: state.allocator.as_mut() };
-    let mut reporting = oracle.as_mut().map(|o| Reporting { inner: &mut **o, report: round });
+    let mut reporting = oracle.as_mut().map(|o| Reporting { inner: &mut **o, report: ablation.report });
     let oracle = reporting.as_mut().map(|o| o as &mut dyn AblationOracle<B::InnerBackend>);
     let outcome = after_backward(grads, step, lr, grad_clip, orth_loss, trainable, oracle)?;
     Ok((loss_value, outcome))
+}
+
+/// ALoRA's fixed ablation batch (empty for the other methods) and where a round reports
+/// its progress.
+struct Ablation<'a, S> {
+    samples: &'a [S],
+    report: &'a mut dyn FnMut(u64, u64),
 }
 
 /// An ablation oracle that hands its variants to the workload's oracle in about ten parts,

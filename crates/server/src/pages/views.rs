@@ -558,9 +558,10 @@ fn sample_views(preds: &[rankfit_domain::prediction::Prediction]) -> Vec<SampleV
 
 /// What the run was estimated to cost, next to what it took.
 fn estimate_rows(e: &Estimate, r: &RunRow) -> Vec<(String, String)> {
+    let runs_text = |n: usize| if n == 1 { "1 finished run".to_string() } else { format!("the median of {n} finished runs") };
     let basis = match &e.basis {
-        Basis::Measured { runs, same_method: true } => format!("median of {runs} finished runs of this model and method on {}", e.device),
-        Basis::Measured { runs, same_method: false } => format!("median of {runs} finished runs of this model on {}", e.device),
+        Basis::Measured { runs, same_method: true } => format!("{} of this model and method on {}", runs_text(*runs), e.device),
+        Basis::Measured { runs, same_method: false } => format!("{} of this model on {}", runs_text(*runs), e.device),
         Basis::Reference => "the reference machine (2 vCPUs); no run of this model measured yet".into(),
     };
     let mut rows = vec![
