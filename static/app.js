@@ -410,21 +410,42 @@
   function initStudies() {
     const form = $("#study-form"); if (!form) return;
     const values = (sel) => [...$(sel).selectedOptions].map((o) => o.value);
+    const spec = () => {
+      const training = {};
+      if ($("#s-epochs").value) training.epochs = parseFloat($("#s-epochs").value);
+      if ($("#s-max-steps").value) training.max_steps = parseInt($("#s-max-steps").value, 10);
+      return {
+        name: $("#s-name").value, dataset_ids: values("#s-datasets"), methods: values("#s-methods"),
+        budgets: values("#s-budgets").map((b) => parseInt(b, 10)), seeds: parseInt($("#s-seeds").value, 10) || 0, training,
+      };
+    };
+    // The grid's size at once, then its estimate from a dry run (nothing is created).
+    let timer = null, seq = 0;
     const size = () => {
       const n = values("#s-datasets").length * values("#s-methods").length * values("#s-budgets").length * (parseInt($("#s-seeds").value, 10) || 0);
-      $("#s-size").textContent = n ? `${n} runs will be queued.` : "";
+      const out = $("#s-size");
+      out.textContent = n ? `${n} runs will be queued.` : "";
+      clearTimeout(timer);
+      if (!n) return;
+      timer = setTimeout(async () => {
+        const mine = ++seq;
+        const body = spec(); if (!body.name.trim()) body.name = "estimate";
+        try {
+          const d = await api("POST", "/api/v1/studies?dry_run=true", body);
+          if (mine !== seq) return;
+          const e = d.estimate;
+          out.textContent = `${n} runs will be queued: about ${duration(e.total_seconds)} (± ${Math.round(100 * e.error_band)}%) one after another on one worker, peak memory ~${bytes(e.peak_memory_bytes)}.` +
+            (e.warnings.length ? " " + e.warnings[0] : "");
+        } catch (err) {
+          if (mine === seq) out.textContent = `${n} runs will be queued (no estimate: ${err.message}).`;
+        }
+      }, 300);
     };
     form.addEventListener("change", size); form.addEventListener("input", size); size();
     form.addEventListener("submit", async (ev) => {
       ev.preventDefault();
       const err = $("#study-error"); err.hidden = true;
-      const training = {};
-      if ($("#s-epochs").value) training.epochs = parseFloat($("#s-epochs").value);
-      if ($("#s-max-steps").value) training.max_steps = parseInt($("#s-max-steps").value, 10);
-      const body = {
-        name: $("#s-name").value, dataset_ids: values("#s-datasets"), methods: values("#s-methods"),
-        budgets: values("#s-budgets").map((b) => parseInt(b, 10)), seeds: parseInt($("#s-seeds").value, 10) || 0, training,
-      };
+      const body = spec();
       $("#study-button").disabled = true;
       try {
         const d = await api("POST", "/api/v1/studies", body);

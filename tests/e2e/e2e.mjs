@@ -248,6 +248,8 @@ await test("launch a study from the page, watch its grid fill, read the table an
   await page.getByLabel("Seeds per cell").fill("2");
   await page.getByLabel("Max steps (optional, overrides epochs)").fill("4");
   check((await page.locator("#s-size").textContent()).includes("4 runs"), "the form says how many runs it queues");
+  await page.waitForFunction(() => /^4 runs will be queued: about .* one after another on one worker, peak memory/.test(document.querySelector("#s-size")?.textContent || ""),
+    null, { timeout: 15_000 });
   await shot("13-study-form");
   await page.getByRole("button", { name: "Launch study" }).click();
   await page.waitForURL(/\/studies\/[0-9a-f-]{36}$/);

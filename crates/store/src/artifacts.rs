@@ -16,6 +16,13 @@ use uuid::Uuid;
 
 use crate::{Result, StoreError};
 
+/// An object's bytes as a stream, with the object's size and the range the stream covers.
+pub struct ObjectStream {
+    pub size: u64,
+    pub range: std::ops::Range<u64>,
+    pub body: futures::stream::BoxStream<'static, Result<Bytes>>,
+}
+
 /// Where artifacts live. `uri`s stored in the database are keys relative to the store.
 #[derive(Clone, Debug)]
 pub struct ArtifactStore {
@@ -81,6 +88,20 @@ impl ArtifactStore {
 
     pub async fn get(&self, uri: &str) -> Result<Bytes> {
         Ok(self.inner.get(&Self::key(uri)?).await?.bytes().await?)
+    }
+
+    /// Streams `uri` (or the bytes `range` of it) without holding it in memory: what
+    /// downloads are served from.
+    pub async fn stream(&self, uri: &str, range: Option<std::ops::Range<u64>>) -> Result<ObjectStream> {
+        use futures::{StreamExt, TryStreamExt};
+        let opts = object_store::GetOptions { range: range.map(object_store::GetRange::Bounded), ..Default::default() };
+        let got = self.inner.get_opts(&Self::key(uri)?, opts).await?;
+        Ok(ObjectStream { size: got.meta.size, range: got.range.clone(), body: got.into_stream().map_err(StoreError::from).boxed() })
+    }
+
+    /// Size in bytes of `uri`.
+    pub async fn size(&self, uri: &str) -> Result<u64> {
+        Ok(self.inner.head(&Self::key(uri)?).await?.size)
     }
 
     /// Deletes `uri`; a missing object is not an error.

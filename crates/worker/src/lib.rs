@@ -6,6 +6,21 @@
 //! nothing more; a cancel request stops training and marks the run cancelled.
 //! Checkpoints written by the trainer are uploaded to the artifact store, so a run
 //! whose worker died resumes on any machine from its last checkpoint.
+//!
+//! Three parties per run, so that nothing slow can block the lease:
+//! - the **training thread** (an OS thread: burn is synchronous) sends what it reports into a
+//!   bounded channel ([`EVENT_BUFFER`] events). When the recorder falls that far behind, the
+//!   training thread blocks on the send: back-pressure slows training down, and no event is
+//!   ever dropped. Progress reports are the exception by design: they are a latest-value
+//!   state, not history, so they go through a `watch` channel where a newer report replaces
+//!   an unwritten older one.
+//! - the **recorder** task writes events, metrics, rank snapshots, progress and checkpoint
+//!   uploads, retrying each write; it stops writing once the lease is lost.
+//! - the **run loop** only heartbeats the lease and watches for cancel and shutdown, so a
+//!   stalled database write or artifact upload never delays a heartbeat. It finishes the run
+//!   once the training thread has returned and the recorder has drained every event.
+//!
+//! Every log line of a run, from all three, carries a `run` span with its id.
 
 mod archive;
 
@@ -21,6 +36,7 @@ use rankfit_store::{artifacts, datasets, events, ArtifactStore, Pool, StoreError
 use rankfit_train::{TrainEvent, TrainJob, TrainOutput};
 use sqlx::postgres::PgListener;
 use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
 use uuid::Uuid;
 
 /// What trains a job. [`BurnTrainer`] is the real one; the seam lets the worker's
@@ -239,69 +255,82 @@ async fn process(
     };
 
     let cancel = Arc::new(AtomicBool::new(false));
-    let (tx, mut rx) = mpsc::unbounded_channel::<TrainEvent>();
+    let lease_lost = Arc::new(AtomicBool::new(false));
+    let span = tracing::info_span!("run", run = %run_id);
+    let (tx, rx) = mpsc::channel::<TrainEvent>(EVENT_BUFFER);
+    let (progress_tx, progress_rx) = watch::channel::<Option<serde_json::Value>>(None);
     let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();
     let thread_cancel = cancel.clone();
     let thread_job = job.clone();
     let trainer = trainer.clone();
+    let thread_span = span.clone();
     std::thread::Builder::new()
         .name(format!("train-{run_id}"))
         .spawn(move || {
+            let _in_run = thread_span.enter();
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                let mut emit = |e: TrainEvent| {
-                    let _ = tx.send(e);
+                let mut emit = |e: TrainEvent| match e {
+                    TrainEvent::Progress(p) => {
+                        let _ = progress_tx.send(serde_json::to_value(&p).ok());
+                    }
+                    // Blocks while the recorder is EVENT_BUFFER events behind (back-pressure);
+                    // fails only once the recorder is gone, i.e. the attempt is being abandoned.
+                    other => {
+                        let _ = tx.blocking_send(other);
+                    }
                 };
                 trainer.train(&thread_job, &mut emit, &thread_cancel)
             }));
             let _ = done_tx.send(result);
         })
         .map_err(|e| StoreError::Corrupt(format!("cannot spawn the training thread: {e}")))?;
+    let mut recorder = tokio::spawn(
+        record_all(pool.clone(), store.clone(), job.clone(), token, rx, progress_rx, lease_lost.clone()).instrument(span.clone()),
+    );
 
     let mut stop = Stop::None;
     let mut beat = tokio::time::interval(cfg.lease / 3);
     beat.tick().await;
-    let result = loop {
-        tokio::select! {
-            Some(ev) = rx.recv() => {
-                if stop != Stop::LeaseLost {
-                    if let Err(e) = retrying("recording an event", || record_event(pool, store, &job, token, ev.clone())).await {
-                        tracing::warn!(run = %run_id, "recording an event failed: {e}");
+    let mut result = None;
+    let mut recorded = false;
+    async {
+        while result.is_none() || !recorded {
+            tokio::select! {
+                _ = beat.tick() => {
+                    match queue::heartbeat(pool, run_id, token, cfg.lease).await {
+                        Ok(Some(b)) if b.cancel_requested && stop == Stop::None => {
+                            stop = Stop::UserCancel;
+                            cancel.store(true, Ordering::SeqCst);
+                        }
+                        Ok(Some(_)) => {}
+                        Ok(None) => {
+                            tracing::warn!("lease lost; stopping this attempt");
+                            stop = Stop::LeaseLost;
+                            lease_lost.store(true, Ordering::SeqCst);
+                            cancel.store(true, Ordering::SeqCst);
+                        }
+                        Err(e) => tracing::warn!("heartbeat failed: {e}"),
                     }
                 }
-            }
-            _ = beat.tick() => {
-                match queue::heartbeat(pool, run_id, token, cfg.lease).await {
-                    Ok(Some(b)) if b.cancel_requested && stop == Stop::None => {
-                        stop = Stop::UserCancel;
+                _ = shutdown.changed(), if stop == Stop::None => {
+                    if *shutdown.borrow() {
+                        stop = Stop::Shutdown;
                         cancel.store(true, Ordering::SeqCst);
                     }
-                    Ok(Some(_)) => {}
-                    Ok(None) => {
-                        tracing::warn!(run = %run_id, "lease lost; stopping this attempt");
-                        stop = Stop::LeaseLost;
-                        cancel.store(true, Ordering::SeqCst);
+                }
+                r = &mut done_rx, if result.is_none() => result = Some(r),
+                r = &mut recorder, if !recorded => {
+                    if let Err(e) = r {
+                        tracing::warn!("the event recorder stopped: {e}");
                     }
-                    Err(e) => tracing::warn!(run = %run_id, "heartbeat failed: {e}"),
+                    recorded = true;
                 }
-            }
-            _ = shutdown.changed(), if stop == Stop::None => {
-                if *shutdown.borrow() {
-                    stop = Stop::Shutdown;
-                    cancel.store(true, Ordering::SeqCst);
-                }
-            }
-            r = &mut done_rx => break r,
-        }
-    };
-    // Drain what the trainer reported before it returned.
-    while let Ok(ev) = rx.try_recv() {
-        if stop != Stop::LeaseLost {
-            if let Err(e) = retrying("recording an event", || record_event(pool, store, &job, token, ev.clone())).await {
-                tracing::warn!(run = %run_id, "recording an event failed: {e}");
             }
         }
     }
-    let result = match result {
+    .instrument(span.clone())
+    .await;
+    let result = match result.expect("the loop ends once training has returned") {
         Ok(Ok(r)) => r,
         Ok(Err(panic)) => {
             let msg = panic
@@ -383,6 +412,65 @@ async fn restore_checkpoint(store: &ArtifactStore, run_id: Uuid, work_dir: &Path
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("checkpoint unpack: {e}"))
+}
+
+/// Events a training thread may be ahead of its recorder before it waits (back-pressure).
+pub const EVENT_BUFFER: usize = 1024;
+
+/// Writes what the training thread reports, in order, until it stops reporting (its sender
+/// is dropped when training returns), then the last progress report. Every write is retried;
+/// nothing is written once the lease is lost.
+async fn record_all(
+    pool: Pool,
+    store: ArtifactStore,
+    job: TrainJob,
+    token: Uuid,
+    mut events: mpsc::Receiver<TrainEvent>,
+    mut progress: watch::Receiver<Option<serde_json::Value>>,
+    lease_lost: Arc<AtomicBool>,
+) {
+    let run_id = job.run_id;
+    let write_progress = |p: serde_json::Value| {
+        let pool = pool.clone();
+        async move {
+            if let Err(e) = events::record_progress(&pool, run_id, token, &p).await {
+                tracing::warn!("recording progress failed: {e}");
+            }
+        }
+    };
+    let mut progress_open = true;
+    let mut written: Option<serde_json::Value> = None;
+    loop {
+        tokio::select! {
+            // Events first: a progress report never overtakes what happened before it.
+            biased;
+            ev = events.recv() => {
+                let Some(ev) = ev else { break };
+                if lease_lost.load(Ordering::SeqCst) {
+                    continue;
+                }
+                if let Err(e) = retrying("recording an event", || record_event(&pool, &store, &job, token, ev.clone())).await {
+                    tracing::warn!("recording an event failed: {e}");
+                }
+            }
+            changed = progress.changed(), if progress_open => {
+                if changed.is_err() {
+                    progress_open = false;
+                    continue;
+                }
+                let latest = progress.borrow_and_update().clone();
+                if latest.is_some() && latest != written && !lease_lost.load(Ordering::SeqCst) {
+                    written = latest.clone();
+                    write_progress(latest.unwrap_or_default()).await;
+                }
+            }
+        }
+    }
+    // The final report, if the training thread sent it after the last one written.
+    let latest = progress.borrow().clone();
+    if latest.is_some() && latest != written && !lease_lost.load(Ordering::SeqCst) {
+        write_progress(latest.unwrap_or_default()).await;
+    }
 }
 
 async fn record_event(pool: &Pool, store: &ArtifactStore, job: &TrainJob, token: Uuid, ev: TrainEvent) -> Result<(), StoreError> {

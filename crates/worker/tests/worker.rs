@@ -358,3 +358,39 @@ async fn a_broken_artifact_store_fails_the_run_before_training() {
     assert_eq!(progress.load(Ordering::SeqCst), 0, "no training without a usable store");
     assert!(artifacts::list(&f.db.pool, run).await.unwrap().is_empty());
 }
+
+/// The event path stalls for four lease periods while a run trains (a transaction holds an
+/// exclusive lock on `run_metric`, so the recorder's first metric insert waits): the
+/// heartbeat is not queued behind that write, so the lease never lapses; training runs on
+/// (its events wait in the recorder's buffer); once the stall ends every event is written,
+/// and the run finishes once, on its first attempt.
+#[tokio::test]
+async fn a_stalled_event_write_does_not_cost_the_lease() {
+    let f = fixture().await;
+    let run = f.queue().await;
+    let mut stall = f.db.pool.begin().await.unwrap();
+    sqlx::query("lock table run_metric in access exclusive mode").execute(&mut *stall).await.unwrap();
+    let (trainer, progress) = PacedTrainer::new(40, 20);
+    let (_tx, handle) = f.spawn(trainer, Some(1));
+    wait_for_progress(&progress, 40).await;
+    let lease_held = || async {
+        sqlx::query_scalar::<_, bool>("select status = 'running' and lease_expires_at > now() from run where id = $1")
+            .bind(run)
+            .fetch_one(&f.db.pool)
+            .await
+            .unwrap()
+    };
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(450)).await;
+        assert!(lease_held().await, "the lease lapsed while an event write was stalled");
+    }
+    stall.rollback().await.unwrap();
+    assert_eq!(handle.await.unwrap(), 1);
+    let row = wait_for_status(&f.db.pool, run, "succeeded", Duration::from_secs(10)).await;
+    assert_eq!(row.attempts, 1, "one attempt: the lease was never lost");
+    let steps: Vec<i64> = runs::metrics(&f.db.pool, run).await.unwrap().iter().map(|m| m.step).collect();
+    assert_eq!(steps, (1..=40).collect::<Vec<_>>(), "no event lost");
+    assert_eq!(runs::rank_snapshots(&f.db.pool, run).await.unwrap().len(), 40);
+    let progress = row.progress.expect("the last progress report").0;
+    assert_eq!(progress["step"], 40);
+}

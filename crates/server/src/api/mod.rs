@@ -2,6 +2,7 @@
 
 mod catalog;
 mod datasets;
+mod download;
 pub(crate) mod estimates;
 mod openapi;
 mod runs;

@@ -56,7 +56,7 @@ pub async fn document() -> Json<Value> {
             "/runs/{id}/rank-map": { "get": with_params(op("Rank snapshots over time", "runs"), &id) },
             "/runs/{id}/artifacts": { "get": with_params(op("Artifacts of a run", "runs"), &id) },
             "/runs/{id}/events": { "get": with_params(op("Server-sent events (status, metrics, ranks, eval, checkpoint, log; and progress, without an id, whenever the worker's report changes); resumable with Last-Event-ID", "runs"), &[("id", "path", true), ("after", "query", false)]) },
-            "/runs/{id}/adapter": { "get": with_params(op("Download the adapter: format=peft|lora|merged", "adapters"), &[("id", "path", true), ("format", "query", false)]) },
+            "/runs/{id}/adapter": { "get": with_params(op("Download the adapter: format=peft|lora|merged; streamed, with Content-Length, a strong ETag (the sha256; If-None-Match gives 304) and single byte ranges (Range: bytes=a-b, a-, -n; 206, or 416 when unsatisfiable)", "adapters"), &[("id", "path", true), ("format", "query", false)]) },
             "/runs/{id}/predictions": { "get": with_params(op("Per-example test predictions of the best-validation state: format=jsonl|csv", "runs"), &[("id", "path", true), ("format", "query", false)]) },
             "/studies": {
                 "post": { "summary": "Create a study: validate the whole grid (datasets x methods x budgets x seeds) and queue all its runs, or none; dry_run=true returns the study's estimate only", "tags": ["studies"],

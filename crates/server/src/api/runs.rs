@@ -5,13 +5,12 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::body::Body;
 use axum::extract::{Path, State};
 
 use super::QueryParams;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Json;
 use futures::Stream;
 use rankfit_domain::catalog;
@@ -240,11 +239,13 @@ pub async fn artifacts(State(st): State<AppState>, Auth(team): Auth, Path(id): P
 }
 
 /// `format`: `peft` (the run's own method, PEFT layout, zip), `lora` (plain-LoRA
-/// re-expression, zip) or `merged` (base weights with the adapter merged, safetensors).
+/// re-expression, zip) or `merged` (base weights with the adapter merged, safetensors);
+/// streamed, with ranges and an ETag ([`super::download`]).
 pub async fn download_adapter(
     State(st): State<AppState>,
     Auth(team): Auth,
     Path(id): Path<String>,
+    headers: HeaderMap,
     QueryParams(q): QueryParams<super::FormatQuery>,
 ) -> ApiResult<Response> {
     let run = owned_run(&st, team.id, &id).await?;
@@ -258,19 +259,10 @@ pub async fn download_adapter(
         StoreError::NotFound => AppError::not_found(&format!("{kind} artifact of this run (status: {})", run.status)),
         other => other.into(),
     })?;
-    let data = st.artifacts.get(&art.uri).await?;
     let ext = art.uri.rsplit_once('.').map(|(_, e)| e).unwrap_or("bin");
     let content_type = if ext == "zip" { "application/zip" } else { "application/octet-stream" };
     let filename = format!("rankfit-{}-{}.{ext}", run.id, kind);
-    Ok((
-        [
-            (header::CONTENT_TYPE, content_type.to_string()),
-            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{filename}\"")),
-            (header::HeaderName::from_static("x-content-sha256"), art.sha256.clone()),
-        ],
-        Body::from(data),
-    )
-        .into_response())
+    super::download::artifact(&st, &headers, &art.uri, &art.sha256, content_type, &filename).await
 }
 
 /// The run's per-example test predictions (of its best-validation state): `jsonl` (one
