@@ -23,6 +23,9 @@ pub struct ObjectStream {
     pub body: futures::stream::BoxStream<'static, Result<Bytes>>,
 }
 
+/// Uploads larger than this go up in parts of this size (multipart on S3).
+const UPLOAD_PART: usize = 8 << 20;
+
 /// Where artifacts live. `uri`s stored in the database are keys relative to the store.
 #[derive(Clone, Debug)]
 pub struct ArtifactStore {
@@ -76,14 +79,30 @@ impl ArtifactStore {
         Ok(())
     }
 
+    /// Uploads the file at `path` in parts as it is read (never whole in memory), returning
+    /// its size and sha256.
     pub async fn put_file(&self, uri: &str, path: &Path) -> Result<(i64, String)> {
-        let data = tokio::fs::read(path)
-            .await
-            .map_err(|e| StoreError::Object(object_store::Error::Generic { store: "local", source: Box::new(e) }))?;
-        let sha = crate::sha256_hex(&data);
-        let len = data.len() as i64;
-        self.put(uri, Bytes::from(data)).await?;
-        Ok((len, sha))
+        use sha2::Digest;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let io = |e: std::io::Error| StoreError::Object(object_store::Error::Generic { store: "local", source: Box::new(e) });
+        let mut file = tokio::fs::File::open(path).await.map_err(io)?;
+        let mut out = object_store::buffered::BufWriter::with_capacity(self.inner.clone(), Self::key(uri)?, UPLOAD_PART);
+        let (mut sha, mut len) = (sha2::Sha256::new(), 0i64);
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = file.read(&mut buf).await.map_err(io)?;
+            if n == 0 {
+                break;
+            }
+            sha.update(&buf[..n]);
+            len += n as i64;
+            if let Err(e) = out.write_all(&buf[..n]).await {
+                let _ = out.abort().await;
+                return Err(io(e));
+            }
+        }
+        out.shutdown().await.map_err(io)?;
+        Ok((len, sha.finalize().iter().map(|b| format!("{b:02x}")).collect()))
     }
 
     pub async fn get(&self, uri: &str) -> Result<Bytes> {
@@ -165,4 +184,31 @@ pub async fn get(pool: &PgPool, run_id: Uuid, kind: &str) -> Result<ArtifactRow>
         .fetch_optional(pool)
         .await?
         .ok_or(StoreError::NotFound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file larger than one upload part goes up in parts and comes back byte for byte, with
+    /// the size and sha256 of what was read; ranges stream the right bytes.
+    #[tokio::test]
+    async fn put_file_uploads_in_parts_and_streams_back() {
+        use futures::TryStreamExt;
+        let root = tempfile::tempdir().unwrap();
+        let store = ArtifactStore::open(root.path().join("store").to_str().unwrap()).unwrap();
+        let data: Vec<u8> = (0..UPLOAD_PART * 2 + 12345).map(|i| (i % 253) as u8).collect();
+        let src = root.path().join("big.bin");
+        std::fs::write(&src, &data).unwrap();
+        let (len, sha) = store.put_file("runs/x/big.bin", &src).await.unwrap();
+        assert_eq!((len as usize, sha.as_str()), (data.len(), crate::sha256_hex(&data).as_str()));
+        assert_eq!(store.get("runs/x/big.bin").await.unwrap().as_ref(), &data[..]);
+        assert_eq!(store.size("runs/x/big.bin").await.unwrap(), data.len() as u64);
+        let part = store.stream("runs/x/big.bin", Some(10..20)).await.unwrap();
+        assert_eq!((part.size, part.range.clone()), (data.len() as u64, 10..20));
+        let got: Vec<Bytes> = part.body.try_collect().await.unwrap();
+        assert_eq!(got.concat(), &data[10..20]);
+        assert!(store.put_file("runs/x/missing.bin", &root.path().join("nope")).await.is_err());
+        assert!(!store.exists("runs/x/missing.bin").await.unwrap(), "a failed upload leaves nothing");
+    }
 }

@@ -3,9 +3,10 @@
 use std::io::{Cursor, Read, Write};
 use std::path::{Component, Path};
 
-pub fn zip_dir(dir: &Path) -> std::io::Result<Vec<u8>> {
-    let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
-    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+/// Zips `dir` into the file `out`, one file at a time (never the whole archive in memory).
+pub fn zip_dir_to(dir: &Path, out: &Path) -> std::io::Result<()> {
+    let mut w = zip::ZipWriter::new(std::io::BufWriter::new(std::fs::File::create(out)?));
+    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated).large_file(true);
     let mut stack = vec![dir.to_path_buf()];
     let mut files = Vec::new();
     while let Some(d) = stack.pop() {
@@ -23,9 +24,9 @@ pub fn zip_dir(dir: &Path) -> std::io::Result<Vec<u8>> {
         let rel = p.strip_prefix(dir).map_err(std::io::Error::other)?;
         let name = rel.to_string_lossy().replace('\\', "/");
         w.start_file(name, opts).map_err(std::io::Error::other)?;
-        w.write_all(&std::fs::read(&p)?)?;
+        std::io::copy(&mut std::fs::File::open(&p)?, &mut w)?;
     }
-    Ok(w.finish().map_err(std::io::Error::other)?.into_inner())
+    w.finish().map_err(std::io::Error::other)?.flush()
 }
 
 /// Unpacks into `dest` via a temporary sibling directory renamed into place, so a

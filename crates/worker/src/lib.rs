@@ -485,15 +485,11 @@ async fn record_event(pool: &Pool, store: &ArtifactStore, job: &TrainJob, token:
             events::record_ranks(pool, id, token, &map).await?;
         }
         TrainEvent::Checkpoint { step } => {
-            let dir = job.work_dir.join(rankfit_train::CHECKPOINT_DIR);
-            let zipped = tokio::task::spawn_blocking(move || archive::zip_dir(&dir))
-                .await
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?
-                .map_err(|e| StoreError::Corrupt(format!("zipping the checkpoint: {e}")))?;
-            let bytes = zipped.len() as i64;
-            let sha = rankfit_store::sha256_hex(&zipped);
+            let zip = zip_to_file(&job.work_dir.join(rankfit_train::CHECKPOINT_DIR), &job.work_dir.join("checkpoint-upload.zip")).await?;
             let uri = checkpoint_uri(id);
-            store.put(&uri, zipped.into()).await?;
+            let uploaded = store.put_file(&uri, &zip).await;
+            let _ = std::fs::remove_file(&zip);
+            let (bytes, sha) = uploaded?;
             artifacts::record(pool, id, token, "checkpoint", &uri, bytes, &sha).await?;
             events::log(pool, id, "checkpoint", &serde_json::json!({ "step": step, "bytes": bytes })).await?;
         }
@@ -508,32 +504,39 @@ async fn record_event(pool: &Pool, store: &ArtifactStore, job: &TrainJob, token:
     Ok(())
 }
 
+/// Zips the directory `dir` into the file `out` (on a blocking thread) and returns `out`.
+async fn zip_to_file(dir: &Path, out: &Path) -> Result<PathBuf, StoreError> {
+    let (d, o) = (dir.to_path_buf(), out.to_path_buf());
+    tokio::task::spawn_blocking(move || archive::zip_dir_to(&d, &o))
+        .await
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?
+        .map_err(|e| StoreError::Corrupt(format!("zipping {}: {e}", dir.display())))?;
+    Ok(out.to_path_buf())
+}
+
 /// Uploads the exported artifacts, then records them, the test predictions and the
 /// evaluations (guarded by the lease). Uploads come first so no row ever points at a missing file.
 async fn publish(pool: &Pool, store: &ArtifactStore, job: &TrainJob, token: Uuid, out: &TrainOutput) -> Result<(), StoreError> {
     let mut uploaded: Vec<(String, &str, i64, String)> = Vec::new();
     for (kind, path) in &out.artifacts {
-        let (uri, data) = if path.is_dir() {
-            let dir = path.clone();
-            let data = tokio::task::spawn_blocking(move || archive::zip_dir(&dir))
-                .await
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?
-                .map_err(|e| StoreError::Corrupt(format!("zipping {}: {e}", path.display())))?;
-            (format!("runs/{}/{}.zip", job.run_id, kind.as_str()), data)
+        // Directories are zipped to a file next to them, and every file is uploaded as it is
+        // read: an export is never held whole in memory.
+        let (uri, file) = if path.is_dir() {
+            let zip = zip_to_file(path, &path.with_extension("zip")).await?;
+            (format!("runs/{}/{}.zip", job.run_id, kind.as_str()), zip)
         } else {
-            let data = tokio::fs::read(path).await.map_err(|e| StoreError::Corrupt(format!("reading {}: {e}", path.display())))?;
             let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("bin");
-            (format!("runs/{}/{}.{ext}", job.run_id, kind.as_str()), data)
+            (format!("runs/{}/{}.{ext}", job.run_id, kind.as_str()), path.clone())
         };
-        let sha = rankfit_store::sha256_hex(&data);
-        let bytes = data.len() as i64;
-        if let Err(e) = store.put(&uri, data.into()).await {
-            for (u, _, _, _) in &uploaded {
-                let _ = store.delete(u).await;
+        match store.put_file(&uri, &file).await {
+            Ok((bytes, sha)) => uploaded.push((uri, kind.as_str(), bytes, sha)),
+            Err(e) => {
+                for (u, _, _, _) in &uploaded {
+                    let _ = store.delete(u).await;
+                }
+                return Err(e);
             }
-            return Err(e);
         }
-        uploaded.push((uri, kind.as_str(), bytes, sha));
     }
     for (uri, kind, bytes, sha) in &uploaded {
         artifacts::record(pool, job.run_id, token, kind, uri, *bytes, sha).await?;
