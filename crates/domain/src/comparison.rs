@@ -23,6 +23,7 @@ use uuid::Uuid;
 use crate::prediction::{metric_on, Prediction};
 use crate::run::Method;
 use crate::stats::{self, Interval, IntervalMethod, Summary};
+use crate::summary::RunSummary;
 use crate::table::{PaperTable, TableColumn};
 use crate::task::{higher_is_better, TaskFamily};
 
@@ -37,15 +38,13 @@ pub struct RunCosts {
 }
 
 impl RunCosts {
-    /// From a run summary as the trainers write it.
-    pub fn from_summary(s: &serde_json::Value) -> Self {
-        let f = |p: &str| s.pointer(p).and_then(serde_json::Value::as_f64);
+    pub fn from_summary(s: &RunSummary) -> Self {
         RunCosts {
-            trainable_params_end: f("/trainable_params/end"),
-            trainable_params_peak: f("/trainable_params/peak"),
-            adapter_bytes: f("/adapter_file_bytes"),
-            train_seconds: f("/train_seconds"),
-            peak_memory_bytes: f("/peak_memory_bytes"),
+            trainable_params_end: s.trainable_params.map(|t| t.end as f64),
+            trainable_params_peak: s.trainable_params.map(|t| t.peak as f64),
+            adapter_bytes: s.adapter_file_bytes.map(|b| b as f64),
+            train_seconds: s.train_seconds,
+            peak_memory_bytes: s.peak_memory_bytes.map(|b| b as f64),
         }
     }
 }
@@ -76,14 +75,6 @@ impl RunResult {
     /// Reads the numeric test metrics and the summary fields a comparison needs.
     pub fn parse_metrics(metrics: &serde_json::Value) -> BTreeMap<String, f64> {
         metrics.as_object().map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_f64()?))).collect()).unwrap_or_default()
-    }
-
-    pub fn parse_final_ranks(summary: &serde_json::Value) -> Vec<(String, u32)> {
-        summary
-            .get("final_ranks")
-            .and_then(serde_json::Value::as_array)
-            .map(|a| a.iter().filter_map(|e| Some((e.get(0)?.as_str()?.to_string(), u32::try_from(e.get(1)?.as_u64()?).ok()?))).collect())
-            .unwrap_or_default()
     }
 }
 

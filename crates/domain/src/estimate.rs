@@ -31,6 +31,7 @@ use uuid::Uuid;
 
 use crate::catalog::{Architecture, BaseModel};
 use crate::run::{Method, RunConfig};
+use crate::summary::RunSummary;
 use crate::task::TaskFamily;
 
 /// UTF-8 bytes per token of English text for both shipped tokenizers (WordPiece and
@@ -68,27 +69,25 @@ pub struct Observation {
 impl Observation {
     /// Reads a succeeded run's summary (as `fit` writes it); None when it lacks the
     /// throughput fields (runs from before they were recorded, or that trained no step).
-    pub fn from_summary(model: &BaseModel, method: Method, dataset_id: Uuid, config: &RunConfig, summary: &Value) -> Option<Self> {
-        let f = |k: &str| summary.get(k).and_then(Value::as_f64);
-        let train_seconds = f("train_seconds")?;
-        let tokens = f("tokens_per_second")? * train_seconds;
-        let examples = f("examples_per_second")? * train_seconds;
-        let heldout = f("heldout_seconds").unwrap_or(0.0);
-        let pure = train_seconds - heldout;
+    pub fn from_summary(model: &BaseModel, method: Method, dataset_id: Uuid, config: &RunConfig, summary: &RunSummary) -> Option<Self> {
+        let train_seconds = summary.train_seconds?;
+        let tokens = summary.tokens_per_second? * train_seconds;
+        let examples = summary.examples_per_second? * train_seconds;
+        let pure = train_seconds - summary.heldout_seconds.unwrap_or(0.0);
         if !(tokens > 0.0 && examples > 0.0 && pure > 0.0) {
             return None;
         }
         let tokens_per_example = tokens / examples;
-        let eval_seconds_per_example = match (f("eval_seconds"), f("eval_examples")) {
-            (Some(s), Some(n)) if n > 0.0 => Some(s / n),
+        let eval_seconds_per_example = match (summary.eval_seconds, summary.eval_examples) {
+            (Some(s), Some(n)) if n > 0 => Some(s / n as f64),
             _ => None,
         };
-        let overhead_seconds = f("wall_seconds").map(|w| (w - train_seconds - f("eval_seconds").unwrap_or(0.0)).max(0.0));
+        let overhead_seconds = summary.wall_seconds.map(|w| (w - train_seconds - summary.eval_seconds.unwrap_or(0.0)).max(0.0));
         let padded = padded_batch_tokens(config.training.batch_size, config.training.max_seq_len, tokens_per_example);
-        let bytes_per_batch_token = f("peak_memory_bytes").map(|p| ((p - reference(model).base_bytes) / padded).max(0.0));
+        let bytes_per_batch_token = summary.peak_memory_bytes.map(|p| ((p as f64 - reference(model).base_bytes) / padded).max(0.0));
         Some(Self {
             model: model.id.to_string(),
-            device: summary.get("device").and_then(Value::as_str).unwrap_or("cpu").to_string(),
+            device: summary.device.clone().unwrap_or_else(|| "cpu".into()),
             method,
             dataset_id,
             max_seq_len: config.training.max_seq_len,
@@ -485,10 +484,10 @@ mod tests {
         // 100 s of training of which 20 s held-out passes; 4000 tokens over 100 examples.
         let summary = json!({
             "train_seconds": 100.0, "heldout_seconds": 20.0, "tokens_per_second": 40.0, "examples_per_second": 1.0,
-            "eval_seconds": 5.0, "eval_examples": 50, "peak_memory_bytes": 250.0 * 1048576.0 + 32.0 * 80.0 * 1000.0,
+            "eval_seconds": 5.0, "eval_examples": 50, "peak_memory_bytes": 250u64 * 1048576 + 32 * 80 * 1000,
             "device": "cpu", "wall_seconds": 110.0,
         });
-        let o = Observation::from_summary(minilm(), Method::Lora, id, &config(32, 128, 1.0, 0), &summary).unwrap();
+        let o = Observation::from_summary(minilm(), Method::Lora, id, &config(32, 128, 1.0, 0), &RunSummary::from_value(&summary)).unwrap();
         assert!((o.tokens_per_second - 4000.0 / 80.0).abs() < 1e-9);
         assert!((o.tokens_per_example - 40.0).abs() < 1e-9);
         assert_eq!(o.eval_seconds_per_example, Some(0.1));
@@ -496,7 +495,7 @@ mod tests {
         assert!((o.bytes_per_batch_token.unwrap() - 1000.0).abs() < 1e-6);
         assert_eq!(o.device, "cpu");
         assert_eq!(o.overhead_seconds, Some(5.0));
-        assert!(Observation::from_summary(minilm(), Method::Lora, id, &config(32, 128, 1.0, 0), &json!({})).is_none());
+        assert!(Observation::from_summary(minilm(), Method::Lora, id, &config(32, 128, 1.0, 0), &RunSummary::default()).is_none());
     }
 
     #[test]

@@ -313,7 +313,7 @@ async fn dry_runs_estimate_without_creating_anything() {
     // 40 tokens per example, 10 s of held-out passes inside 60 s of training.
     let summary = json!({"train_seconds": 60.0, "heldout_seconds": 10.0, "tokens_per_second": 2000.0 * 50.0 / 60.0,
                          "examples_per_second": 2000.0 / 40.0 * 50.0 / 60.0, "eval_seconds": 2.0, "eval_examples": 12,
-                         "wall_seconds": 70.0, "device": "cpu", "peak_memory_bytes": 600.0 * 1048576.0});
+                         "wall_seconds": 70.0, "device": "cpu", "peak_memory_bytes": 600u64 * 1048576});
     sqlx::query("update run set status = 'succeeded', started_at = now(), finished_at = now(), summary = $2 where id = $1::uuid")
         .bind(&run)
         .bind(&summary)

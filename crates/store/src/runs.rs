@@ -278,14 +278,14 @@ impl CostRow {
         let model = rankfit_domain::catalog::base_model(&self.base_model_id)?;
         let method = rankfit_domain::run::Method::parse(&self.method)?;
         let config: rankfit_domain::run::RunConfig = serde_json::from_value(self.config.0.clone()).ok()?;
-        let summary = &self.summary.0;
+        let summary = rankfit_domain::summary::RunSummary::from_value(&self.summary.0);
         Some(FinishedRun {
             model,
             method,
-            observation: Observation::from_summary(model, method, self.dataset_id, &config, summary),
+            observation: Observation::from_summary(model, method, self.dataset_id, &config, &summary),
             dataset: DatasetShape::from_report(self.dataset_id, &self.task_family, &self.report.0),
             estimate: self.estimate.as_ref().and_then(|e| serde_json::from_value(e.0.clone()).ok()),
-            actual_seconds: summary.get("wall_seconds").and_then(serde_json::Value::as_f64),
+            actual_seconds: summary.wall_seconds,
             config,
         })
     }

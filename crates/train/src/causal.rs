@@ -139,7 +139,7 @@ impl<AD: AutodiffBackend> AblationOracle<AD::InnerBackend> for DecoderOracle<'_,
     ) -> Result<Vec<f64>, TrainError> {
         let params = store.constants::<AD>();
         let Some(device) = params.first().map(|p| p.device()) else {
-            return Err(TrainError::Other("the ablation oracle needs trainable parameters".into()));
+            return Err(TrainError::Internal("the ablation oracle needs trainable parameters".into()));
         };
         let one: Vec<&CausalSample> = self.samples.iter().collect();
         let single = CausalBatch::new(&one, PAD);
@@ -154,7 +154,7 @@ impl<AD: AutodiffBackend> AblationOracle<AD::InnerBackend> for DecoderOracle<'_,
             let batch = CausalBatch::new(&stacked, PAD);
             let hook = LlamaVariantHook::new(adapters, self.model.config.num_hidden_layers, chunk, rows, &device);
             let nll = token_nll(self.model, &batch, &params, &hook, false, &device);
-            let data = nll.into_data().convert::<f32>().to_vec::<f32>().map_err(|e| TrainError::Other(format!("{e:?}")))?;
+            let data = nll.into_data().convert::<f32>().to_vec::<f32>().map_err(TrainError::tensor("ablation losses"))?;
             // Every copy has the same answer tokens, in the batch's row order.
             out.extend(data.chunks(tokens).map(|c| c.iter().map(|&v| v as f64).sum::<f64>() / tokens as f64));
         }

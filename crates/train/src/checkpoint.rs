@@ -141,11 +141,11 @@ impl<B: Backend> Checkpoint<B> {
     ) -> Result<(), TrainError> {
         let names: Vec<&String> = store.params.iter().map(|p| &p.name).collect();
         if self.state.param_names.iter().collect::<Vec<_>>() != names || self.state.masks.len() != adapters.list.len() {
-            return Err(TrainError::Other("checkpoint: the parameter layout differs from this run's".into()));
+            return Err(TrainError::Checkpoint("the parameter layout differs from this run's".into()));
         }
         for (i, p) in store.params.iter_mut().enumerate() {
             let get = |prefix: &str| self.tensors.get(&format!("{prefix}.{}", p.name)).map(|t| t.to_tensor::<B, 2>(device));
-            p.value = get("param").ok_or_else(|| TrainError::Other(format!("checkpoint: {} missing", p.name)))?;
+            p.value = get("param").ok_or_else(|| TrainError::Checkpoint(format!("{} missing", p.name)))?;
             adam.m[i] = get("adam_m");
             adam.v[i] = get("adam_v");
             adam.component_steps[i] = self.state.adam_component_steps.get(&p.name).cloned();
@@ -168,9 +168,9 @@ pub fn save<B: Backend>(dir: &Path, fingerprint: &str, ck: &Checkpoint<B>) -> Re
     std::fs::create_dir_all(&tmp)?;
     let tensors: BTreeMap<String, HostTensor> = ck.tensors.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     write_safetensors(&tmp.join(TENSORS), &tensors, None)?;
-    let mut state = serde_json::to_value(&ck.state).map_err(|e| TrainError::Other(e.to_string()))?;
+    let mut state = serde_json::to_value(&ck.state)?;
     state["fingerprint"] = Value::String(fingerprint.to_string());
-    std::fs::write(tmp.join(STATE), serde_json::to_vec(&state).map_err(|e| TrainError::Other(e.to_string()))?)?;
+    std::fs::write(tmp.join(STATE), serde_json::to_vec(&state)?)?;
     let old = dir.with_extension("old");
     let _ = std::fs::remove_dir_all(&old);
     if dir.exists() {
@@ -188,7 +188,7 @@ pub fn load<B: Backend>(dir: &Path, fingerprint: &str, device: &B::Device) -> Re
         return Ok(None);
     }
     let state: StateJson = serde_json::from_slice(&std::fs::read(&state_path)?)
-        .map_err(|e| TrainError::Other(format!("checkpoint {}: {e}", state_path.display())))?;
+        .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", state_path.display())))?;
     if state.fingerprint != fingerprint {
         return Ok(None);
     }
@@ -201,7 +201,7 @@ pub fn load<B: Backend>(dir: &Path, fingerprint: &str, device: &B::Device) -> Re
                 tensors
                     .get(&format!("best.{n}"))
                     .map(|t| t.to_tensor::<B, 2>(device))
-                    .ok_or_else(|| TrainError::Other(format!("checkpoint: best.{n} missing")))
+                    .ok_or_else(|| TrainError::Checkpoint(format!("best.{n} missing")))
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Best { step: b.step, metric: b.metric, values, masks: b.masks.clone() })

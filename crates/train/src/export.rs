@@ -169,7 +169,7 @@ impl<B: Backend> AdapterExport<'_, B> {
                 let mut rank_pattern = BTreeMap::new();
                 for (i, ad) in self.adapters.list.iter().enumerate() {
                     let (_, a, b, e) = kept(self.store, self.adapters, i, false);
-                    let e = e.ok_or_else(|| TrainError::Other(format!("{} has no lora_E", ad.module)))?;
+                    let e = e.ok_or_else(|| TrainError::Internal(format!("{} has no lora_E", ad.module)))?;
                     let p = format!("{PEFT_PREFIX}{}", ad.module);
                     tensors.insert(format!("{p}.lora_A"), a);
                     tensors.insert(format!("{p}.lora_B"), b);
@@ -316,7 +316,7 @@ impl<B: Backend> TrainedAdapter<'_, B> {
             cfg.insert("id2label".into(), json!(id2label));
             cfg.insert("label2id".into(), json!(label2id));
         }
-        std::fs::write(staging.join("config.json"), serde_json::to_vec_pretty(&cfg).map_err(|e| TrainError::Other(e.to_string()))?)?;
+        std::fs::write(staging.join("config.json"), serde_json::to_vec_pretty(&cfg)?)?;
         std::fs::copy(tokenizer, staging.join("tokenizer.json"))?;
         finish_dir(&staging, dir)
     }
@@ -339,7 +339,7 @@ fn finish_dir(staging: &Path, dir: &Path) -> Result<PathBuf, TrainError> {
 pub(crate) fn write_adapter_dir(dir: &Path, cfg: &Value, tensors: &BTreeMap<String, HostTensor>) -> Result<PathBuf, TrainError> {
     let staging = staging_dir(dir)?;
     write_safetensors(&staging.join(ADAPTER_WEIGHTS), tensors, metadata())?;
-    std::fs::write(staging.join(ADAPTER_CONFIG), serde_json::to_vec_pretty(cfg).map_err(|e| TrainError::Other(e.to_string()))?)?;
+    std::fs::write(staging.join(ADAPTER_CONFIG), serde_json::to_vec_pretty(cfg)?)?;
     finish_dir(&staging, dir)
 }
 

@@ -33,7 +33,8 @@ use rand::SeedableRng;
 use rankfit_domain::dataset::Split;
 use rankfit_domain::prediction::Prediction;
 use rankfit_domain::progress::{self, Phase, Progress};
-use serde_json::{json, Map, Value};
+use rankfit_domain::summary::{RunSummary, TrainableParams};
+use serde_json::{Map, Value};
 
 use crate::adapters::adalora::orthogonal_regularizer;
 use crate::adapters::{AdapterKind, AdapterSpec, Adapters};
@@ -278,7 +279,7 @@ pub fn fit<B: AutodiffBackend, W: Workload<B>>(
             on_event(TrainEvent::Log { message });
         }
         if !loss_value.is_finite() {
-            return Err(TrainError::Other(format!("the loss became {loss_value} at step {step}; lower the learning rate")));
+            return Err(TrainError::NonFiniteLoss { step, value: loss_value });
         }
         loss_sum += loss_value;
         loss_n += 1;
@@ -364,32 +365,34 @@ pub fn fit<B: AutodiffBackend, W: Workload<B>>(
         .find(|(k, _)| *k == ArtifactKind::AdapterPeft)
         .and_then(|(_, p)| std::fs::metadata(p.join(ADAPTER_WEIGHTS)).ok())
         .map(|m| m.len());
-    let architecture = rankfit_domain::catalog::base_model(&job.base_model).map(|m| m.architecture.as_str());
-    let summary = json!({
-        "method": cfg.method.method().as_str(),
-        "architecture": architecture,
-        "task_family": job.dataset.task_family.as_str(),
-        "total_steps": total,
-        "best_step": best_step,
-        "train_examples": data.train.len(),
-        "trainable_params": { "start": start_trainable, "peak": peak_trainable, "end": effective_trainable(&state) },
-        "final_ranks": state.adapters.list.iter().map(|a| json!([a.module, a.live_rank()])).collect::<Vec<_>>(),
-        "rank_budget": state.allocator.budget(),
-        "allocator": state.allocator.describe(),
-        "train_seconds": train_seconds,
-        "heldout_seconds": heldout_seconds,
-        "eval_seconds": eval_seconds,
-        "eval_examples": eval_examples,
-        "wall_seconds": started.elapsed().as_secs_f64(),
-        "examples_per_second": examples_seen as f64 / train_seconds.max(1e-9),
-        "tokens_per_second": tokens_seen as f64 / train_seconds.max(1e-9),
-        "adapter_file_bytes": adapter_bytes,
-        "peak_memory_bytes": peak_memory_bytes(),
-    });
-    let mut summary = summary;
-    if let Some(m) = summary.as_object_mut() {
-        m.extend(workload.facts(data));
-    }
+    let architecture = rankfit_domain::catalog::base_model(&job.base_model).map(|m| m.architecture.as_str().to_string());
+    let summary = RunSummary {
+        method: Some(cfg.method.method().as_str().to_string()),
+        architecture,
+        task_family: Some(job.dataset.task_family.as_str().to_string()),
+        device: None, // set by the caller, which chose it
+        total_steps: Some(total),
+        best_step: Some(best_step),
+        train_examples: Some(data.train.len() as u64),
+        trainable_params: Some(TrainableParams {
+            start: start_trainable as u64,
+            peak: peak_trainable as u64,
+            end: effective_trainable(&state) as u64,
+        }),
+        final_ranks: state.adapters.list.iter().map(|a| (a.module.clone(), a.live_rank() as u32)).collect(),
+        rank_budget: Some(state.allocator.budget()),
+        allocator: Some(state.allocator.describe()),
+        train_seconds: Some(train_seconds),
+        heldout_seconds: Some(heldout_seconds),
+        eval_seconds: Some(eval_seconds),
+        eval_examples: Some(eval_examples as u64),
+        wall_seconds: Some(started.elapsed().as_secs_f64()),
+        examples_per_second: Some(examples_seen as f64 / train_seconds.max(1e-9)),
+        tokens_per_second: Some(tokens_seen as f64 / train_seconds.max(1e-9)),
+        adapter_file_bytes: adapter_bytes,
+        peak_memory_bytes: peak_memory_bytes(),
+        facts: workload.facts(data),
+    };
     Ok(TrainOutput { evaluations, artifacts, summary, predictions })
 }
 

@@ -72,29 +72,7 @@ pub enum TrainEvent {
     Progress(rankfit_domain::progress::Progress),
 }
 
-/// Kind of an exported file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ArtifactKind {
-    /// PEFT-format adapter of the run's own method (zip: adapter_config.json + adapter_model.safetensors).
-    AdapterPeft,
-    /// An adaptive run re-expressed as plain LoRA with per-module ranks (for vLLM/LoRAX).
-    AdapterLora,
-    /// Base weights with the adapter merged in (safetensors).
-    AdapterMerged,
-    Checkpoint,
-}
-
-impl ArtifactKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ArtifactKind::AdapterPeft => "adapter_peft",
-            ArtifactKind::AdapterLora => "adapter_lora",
-            ArtifactKind::AdapterMerged => "adapter_merged",
-            ArtifactKind::Checkpoint => "checkpoint",
-        }
-    }
-}
+pub use rankfit_domain::artifact::ArtifactKind;
 
 /// What a finished run produced.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -102,14 +80,20 @@ pub struct TrainOutput {
     /// split -> metric name -> value.
     pub evaluations: Vec<(String, serde_json::Map<String, serde_json::Value>)>,
     pub artifacts: Vec<(ArtifactKind, PathBuf)>,
-    /// Trainable parameters at start/peak/end, wall time, peak memory, ...
-    pub summary: serde_json::Value,
+    /// Trainable parameters at start/peak/end, wall time, throughput, peak memory, ...
+    pub summary: rankfit_domain::summary::RunSummary,
     /// Per-example predictions of the exported (best-validation) state on the test split:
     /// what intervals over examples and paired comparisons are computed from.
     #[serde(default)]
     pub predictions: Vec<rankfit_domain::prediction::Prediction>,
 }
 
+/// Why training stopped. The policy: every error names what it is about (the step and value
+/// of a diverged loss, the path of a missing asset or an unwritable file, the part of a
+/// checkpoint that does not fit, the tensor that could not be read back) in words a user can
+/// act on, because the worker stores `to_string()` as the run's error and the run page shows
+/// it. Input problems (`Data`, `Config`, `Model`, `AssetMissing`) are the user's to fix;
+/// `Internal` is a bug of ours; `Cancelled` is not a failure.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     #[error("method {0} is not available in this build of rankfit")]
@@ -126,8 +110,39 @@ pub enum TrainError {
     Cancelled,
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
-    #[error("{0}")]
-    Other(String),
+    /// Training diverged.
+    #[error("the loss became {value} at step {step}; lower the learning rate")]
+    NonFiniteLoss { step: u64, value: f64 },
+    /// A checkpoint that does not belong to this run or lacks a part (the run then starts over
+    /// or fails; it never resumes from half a state).
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+    /// Reading a tensor back to the host failed (a backend error).
+    #[error("reading {what} from the device: {message}")]
+    Tensor { what: &'static str, message: String },
+    /// Writing a weights file.
+    #[error("writing {}: {message}", path.display())]
+    Weights { path: std::path::PathBuf, message: String },
+    #[error("json: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("metric: {0}")]
+    Metric(#[from] rankfit_domain::metrics::MetricError),
+    /// The external judge command of decoder runs.
+    #[error("judge: {0}")]
+    Judge(String),
+    /// The training thread panicked (reported by the worker).
+    #[error("training crashed: {0}")]
+    Crashed(String),
+    /// A broken invariant of the training code itself (a bug, not bad input).
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl TrainError {
+    /// A tensor that could not be read back to the host.
+    pub fn tensor(what: &'static str) -> impl FnOnce(burn::tensor::DataError) -> TrainError {
+        move |e| TrainError::Tensor { what, message: format!("{e:?}") }
+    }
 }
 
 /// Trains `job`, calling `on_event` with progress and polling `cancel` between steps.
@@ -158,9 +173,7 @@ pub fn train_on(
         #[cfg(not(feature = "cuda"))]
         device::ComputeDevice::Cuda(_) => Err(device.unavailable()),
     }?;
-    if let Some(m) = out.summary.as_object_mut() {
-        m.insert("device".into(), serde_json::Value::String(device.to_string()));
-    }
+    out.summary.device = Some(device.to_string());
     Ok(out)
 }
 

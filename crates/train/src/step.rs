@@ -46,7 +46,7 @@ pub fn after_backward<B: Backend>(
     let Trainable { adapters, store, adam, allocator } = state;
     let device = match store.params.first() {
         Some(p) => p.value.device(),
-        None => return Err(TrainError::Other("nothing to train".into())),
+        None => return Err(TrainError::Internal("nothing to train".into())),
     };
     let keep = adapters.keep_masks::<B>(store.params.len(), &device);
     for (g, k) in grads.iter_mut().zip(&keep) {

@@ -83,7 +83,7 @@ impl<B: AutodiffBackend> EncoderWorkload<'_, B> {
         for chunk in order.chunks(EVAL_BATCH) {
             let batch: Batch = collate(&chunk.iter().map(|&i| &samples[i].enc).collect::<Vec<_>>(), 0);
             let out = self.bert.logits(&Inputs::<B>::new(&batch, &state.device), &params, &self.head, &state.adapters, false);
-            let data = out.into_data().convert::<f32>().to_vec::<f32>().map_err(|e| TrainError::Other(format!("{e:?}")))?;
+            let data = out.into_data().convert::<f32>().to_vec::<f32>().map_err(TrainError::tensor("logits"))?;
             for (row, &i) in chunk.iter().enumerate() {
                 logits[i * outputs..(i + 1) * outputs].copy_from_slice(&data[row * outputs..(row + 1) * outputs]);
             }
@@ -199,7 +199,7 @@ impl<B: AutodiffBackend> AblationOracle<B::InnerBackend> for BertOracle<'_, B> {
             let batch = collate(&stacked, 0);
             let hook = VariantHook { adapters, masks: VariantMasks::new(adapters, chunk, rows, &device) };
             let logits = self.bert.logits(&Inputs::<B>::new(&batch, &device), &params, &self.head, &hook, false);
-            let data = logits.into_data().convert::<f32>().to_vec::<f32>().map_err(|e| TrainError::Other(format!("{e:?}")))?;
+            let data = logits.into_data().convert::<f32>().to_vec::<f32>().map_err(TrainError::tensor("ablation logits"))?;
             for v in 0..chunk.len() {
                 let block = &data[v * n * outputs..(v + 1) * n * outputs];
                 out.push(host_loss(self.task, block, self.samples));
@@ -261,7 +261,7 @@ fn task_loss<B: Backend>(task: &HeadTask, logits: Tensor<B, 2>, items: &[&Sample
 
 /// Evaluation metrics for a task from host-side logits.
 pub fn score(task: &HeadTask, logits: &[f32], samples: &[Sample]) -> Result<Map<String, Value>, TrainError> {
-    let bad = |e: metrics::MetricError| TrainError::Other(format!("metric: {e}"));
+    let bad = TrainError::Metric;
     let mut out = Map::new();
     match task {
         HeadTask::Classification { labels } => {

@@ -110,14 +110,14 @@ fn lora_on_an_xsum_slice_lowers_the_heldout_loss() {
     assert!((metrics["perplexity"].as_f64().unwrap() - after.exp()).abs() < 1e-6 * after.exp());
     // Settings and counts are run facts in the summary, not metrics.
     assert!(metrics.get("generated_examples").is_none() && metrics.get("rouge_stemmer").is_none());
-    assert_eq!(out.summary["generated_validation_examples"], 2);
-    assert_eq!(out.summary["rouge_stemmer"], "porter");
+    assert_eq!(out.summary.to_value()["generated_validation_examples"], 2);
+    assert_eq!(out.summary.to_value()["rouge_stemmer"], "porter");
 
     let peft = &out.artifacts[0].1;
     let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(peft.join("adapter_config.json")).unwrap()).unwrap();
     assert_eq!(cfg["task_type"], "CAUSAL_LM");
     assert_eq!(cfg["peft_type"], "LORA");
-    assert_eq!(out.summary["trainable_params"]["start"], 30 * 4 * (2 * (576 + 576) + 2 * (576 + 192) + 3 * (576 + 1536)));
+    assert_eq!(out.summary.to_value()["trainable_params"]["start"], 30 * 4 * (2 * (576 + 576) + 2 * (576 + 192) + 3 * (576 + 1536)));
 }
 
 /// The model on the plain CPU backend, and deterministic pseudo-random adapters on it.
@@ -396,7 +396,7 @@ fn every_adaptive_method_trains_the_decoder_within_its_budget() {
         let mut events = Vec::new();
         let out = causal::run::<B>(&job, &mut |e| events.push(e), &AtomicBool::new(false), Default::default(), CausalOptions::default())
             .unwrap_or_else(|e| panic!("{name}: {e}"));
-        eprintln!("{name}: {:.1?}; trainable parameters {}", started.elapsed(), out.summary["trainable_params"]);
+        eprintln!("{name}: {:.1?}; trainable parameters {}", started.elapsed(), out.summary.to_value()["trainable_params"]);
         let maps: Vec<_> = events.iter().filter_map(|e| if let TrainEvent::Ranks(m) = e { Some(m) } else { None }).collect();
         let last = maps.last().unwrap_or_else(|| panic!("{name}: no rank map"));
         assert_eq!(last.modules.len() as u64, k, "{name}: one rank per adapted module of 30 layers");

@@ -358,8 +358,8 @@ fn rolora_never_exceeds_its_budget_and_moves_ranks() {
     assert_eq!(iterations, 3);
     // First SPARSIFY goes down to R/2 on average (12 live components).
     assert!(maps.iter().any(|m| m.total() == 12), "first sparsify reaches R/2");
-    let peak = out.summary["trainable_params"]["peak"].as_u64().unwrap();
-    let start = out.summary["trainable_params"]["start"].as_u64().unwrap();
+    let peak = out.summary.to_value()["trainable_params"]["peak"].as_u64().unwrap();
+    let start = out.summary.to_value()["trainable_params"]["start"].as_u64().unwrap();
     assert!(peak <= start, "peak {peak} above the start {start} (= the budget)");
     let cfg = export_reloads(&out, "LORA");
     let ranks: u64 = cfg["rank_pattern"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
@@ -428,7 +428,7 @@ fn rolora_resumes_from_a_checkpoint_taken_after_adapters_were_resized() {
     let mut fresh_job = j.clone();
     fresh_job.work_dir = fresh_dir.path().to_path_buf();
     let fresh = train(&fresh_job, &mut |_| {}, &AtomicBool::new(false)).unwrap();
-    assert_eq!(resumed.summary["final_ranks"], fresh.summary["final_ranks"]);
+    assert_eq!(resumed.summary.to_value()["final_ranks"], fresh.summary.to_value()["final_ranks"]);
     let l1 = resumed.evaluations[0].1["loss"].as_f64().unwrap();
     let l2 = fresh.evaluations[0].1["loss"].as_f64().unwrap();
     assert!((l1 - l2).abs() < 1e-4, "resumed {l1} vs uninterrupted {l2}");

@@ -33,7 +33,7 @@ use rankfit_domain::dataset::{self, ParseOptions};
 use rankfit_domain::run::RunConfig;
 use rankfit_store::queue::{self, Lease, Outcome};
 use rankfit_store::{artifacts, datasets, events, ArtifactStore, Pool, StoreError};
-use rankfit_train::{TrainEvent, TrainJob, TrainOutput};
+use rankfit_train::{ArtifactKind, TrainEvent, TrainJob, TrainOutput};
 use sqlx::postgres::PgListener;
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
@@ -338,9 +338,9 @@ async fn process(
                 .cloned()
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "unknown panic".into());
-            Err(rankfit_train::TrainError::Other(format!("training crashed: {msg}")))
+            Err(rankfit_train::TrainError::Crashed(msg))
         }
-        Err(_) => Err(rankfit_train::TrainError::Other("training thread vanished".into())),
+        Err(_) => Err(rankfit_train::TrainError::Crashed("the training thread vanished".into())),
     };
     match (stop, result) {
         (Stop::LeaseLost, _) => Ok(()),
@@ -354,7 +354,7 @@ async fn process(
         }
         (Stop::None, Ok(output)) => {
             let outcome = match retrying("publishing the results", || publish(pool, store, &job, token, &output)).await {
-                Ok(()) => Outcome::Succeeded { summary: output.summary.clone() },
+                Ok(()) => Outcome::Succeeded { summary: output.summary.to_value() },
                 Err(e) => Outcome::Failed { error: format!("storing the results failed: {e}") },
             };
             retrying("finishing the run", || queue::finish(pool, run_id, token, &outcome)).await?;
@@ -490,7 +490,7 @@ async fn record_event(pool: &Pool, store: &ArtifactStore, job: &TrainJob, token:
             let uploaded = store.put_file(&uri, &zip).await;
             let _ = std::fs::remove_file(&zip);
             let (bytes, sha) = uploaded?;
-            artifacts::record(pool, id, token, "checkpoint", &uri, bytes, &sha).await?;
+            artifacts::record(pool, id, token, ArtifactKind::Checkpoint.as_str(), &uri, bytes, &sha).await?;
             events::log(pool, id, "checkpoint", &serde_json::json!({ "step": step, "bytes": bytes })).await?;
         }
         TrainEvent::Log { message } => {

@@ -24,13 +24,14 @@ struct PacedTrainer {
     steps: u64,
     step_ms: u64,
     progress: Arc<AtomicU64>,
-    fail_with: Option<String>,
+    /// Diverge (a NaN loss) at the end.
+    diverge: bool,
 }
 
 impl PacedTrainer {
     fn new(steps: u64, step_ms: u64) -> (Arc<Self>, Arc<AtomicU64>) {
         let progress = Arc::new(AtomicU64::new(0));
-        (Arc::new(Self { steps, step_ms, progress: progress.clone(), fail_with: None }), progress)
+        (Arc::new(Self { steps, step_ms, progress: progress.clone(), diverge: false }), progress)
     }
 }
 
@@ -60,8 +61,8 @@ impl Trainer for PacedTrainer {
             }));
             self.progress.store(step, Ordering::SeqCst);
         }
-        if let Some(msg) = &self.fail_with {
-            return Err(TrainError::Other(msg.clone()));
+        if self.diverge {
+            return Err(TrainError::NonFiniteLoss { step: self.steps, value: f64::NAN });
         }
         let adapter = job.work_dir.join("adapter");
         std::fs::create_dir_all(&adapter)?;
@@ -71,7 +72,10 @@ impl Trainer for PacedTrainer {
         Ok(TrainOutput {
             evaluations: vec![("test".into(), metrics)],
             artifacts: vec![(ArtifactKind::AdapterPeft, adapter)],
-            summary: json!({"trainable_params": {"start": 10, "peak": 10, "end": 10}}),
+            summary: rankfit_domain::summary::RunSummary {
+                trainable_params: Some(rankfit_domain::summary::TrainableParams { start: 10, peak: 10, end: 10 }),
+                ..Default::default()
+            },
             // 3 of 4 right, as the accuracy says.
             predictions: (0..4u32)
                 .map(|i| Prediction {
@@ -299,16 +303,11 @@ async fn a_worker_that_lost_its_lease_stops_and_writes_nothing_more() {
 async fn failures_are_recorded_with_their_reason() {
     let f = fixture().await;
     let run = f.queue().await;
-    let trainer = Arc::new(PacedTrainer {
-        steps: 2,
-        step_ms: 1,
-        progress: Arc::new(AtomicU64::new(0)),
-        fail_with: Some("loss became NaN at step 2".into()),
-    });
+    let trainer = Arc::new(PacedTrainer { steps: 2, step_ms: 1, progress: Arc::new(AtomicU64::new(0)), diverge: true });
     let (_tx, handle) = f.spawn(trainer, Some(1));
     handle.await.unwrap();
     let row = wait_for_status(&f.db.pool, run, "failed", Duration::from_secs(5)).await;
-    assert!(row.error.unwrap().contains("loss became NaN"));
+    assert_eq!(row.error.as_deref(), Some("the loss became NaN at step 2; lower the learning rate"));
 
     // A run whose dataset file vanished fails with a clear error instead of looping.
     let run = f.queue().await;

@@ -13,6 +13,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::Response;
 use axum::Json;
 use futures::Stream;
+use rankfit_domain::artifact::ArtifactKind;
 use rankfit_domain::catalog;
 use rankfit_domain::run::{ConfigError, Method, MethodConfig, RunConfig, RunStatus, TrainingConfig};
 use rankfit_domain::task::TaskFamily;
@@ -249,12 +250,10 @@ pub async fn download_adapter(
     QueryParams(q): QueryParams<super::FormatQuery>,
 ) -> ApiResult<Response> {
     let run = owned_run(&st, team.id, &id).await?;
-    let kind = match q.format.as_deref().unwrap_or("peft") {
-        "peft" => "adapter_peft",
-        "lora" => "adapter_lora",
-        "merged" => "adapter_merged",
-        other => return Err(field_error("format", format!("unknown format {other:?}; use peft, lora or merged"))),
-    };
+    let format = q.format.as_deref().unwrap_or("peft");
+    let kind = ArtifactKind::from_format(format)
+        .ok_or_else(|| field_error("format", format!("unknown format {format:?}; use peft, lora or merged")))?
+        .as_str();
     let art = artifacts::get(&st.pool, run.id, kind).await.map_err(|e| match e {
         StoreError::NotFound => AppError::not_found(&format!("{kind} artifact of this run (status: {})", run.status)),
         other => other.into(),

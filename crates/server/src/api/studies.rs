@@ -12,6 +12,7 @@ use rankfit_domain::comparison::{self, Cell, Options, RunCosts, RunResult};
 use rankfit_domain::estimate::{self, Estimate};
 use rankfit_domain::run::Method;
 use rankfit_domain::study::{StudyExtension, StudySpec};
+use rankfit_domain::summary::RunSummary;
 use rankfit_domain::task::TaskFamily;
 use rankfit_store::runs::{NewRun, RunRow};
 use rankfit_store::studies::{self, Progress, StudyRow};
@@ -208,6 +209,7 @@ pub(crate) async fn cells(st: &AppState, team_id: Uuid, study_id: Option<Uuid>, 
         let (Some(family), Some(method)) = (TaskFamily::parse(&r.task_family), Method::parse(&r.method)) else {
             return Err(AppError::internal(format!("run {} has an unknown task family or method", r.run_id)));
         };
+        let summary = RunSummary::from_value(&r.summary.0);
         results.push(RunResult {
             run_id: r.run_id,
             dataset_id: r.dataset_id,
@@ -219,8 +221,8 @@ pub(crate) async fn cells(st: &AppState, team_id: Uuid, study_id: Option<Uuid>, 
             budget: r.budget.max(0) as u32,
             seed: r.seed as u64,
             metrics: RunResult::parse_metrics(&r.metrics.0),
-            costs: RunCosts::from_summary(&r.summary.0),
-            final_ranks: RunResult::parse_final_ranks(&r.summary.0),
+            costs: RunCosts::from_summary(&summary),
+            final_ranks: summary.final_ranks,
             predictions: predictions.remove(&r.run_id).unwrap_or_default(),
         });
     }

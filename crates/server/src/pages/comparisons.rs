@@ -14,7 +14,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::plots::{self, Series};
-use super::views::{fmt_count, fmt_duration, fmt_time, method_options, opt, options, parse_uuid, short, DatasetOption, SelectOpt};
+use super::shared::{fmt_count, fmt_duration, fmt_time, method_options, opt, options, parse_uuid, short, DatasetOption, SelectOpt};
 use super::{render, Nav, PageError, PageResult, WebSession};
 use crate::api::studies::{cells, grid_cells, owned_study, progress_json};
 use crate::AppState;

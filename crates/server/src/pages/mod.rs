@@ -5,10 +5,14 @@
 //! form fields) and checked on every state-changing request. Page failures render a
 //! friendly HTML error page; the JSON API keeps its own error format.
 
+mod compare;
 mod comparisons;
+mod dashboard;
+mod datasets;
 mod plots;
+mod runs;
 mod session;
-mod views;
+mod shared;
 
 use askama::Template;
 use axum::extract::State;
@@ -158,16 +162,16 @@ pub fn router() -> Router<AppState> {
         .route("/healthz", get(healthz))
         .route("/sign-in", get(session::sign_in_form).post(session::sign_in))
         .route("/sign-out", post(session::sign_out))
-        .route("/", get(views::dashboard))
-        .route("/datasets", get(views::datasets))
-        .route("/datasets/{id}", get(views::dataset))
-        .route("/runs", get(views::runs))
-        .route("/runs/new", get(views::launch))
-        .route("/runs/{id}", get(views::run))
-        .route("/runs/{id}/cancel", post(views::cancel))
+        .route("/", get(dashboard::dashboard))
+        .route("/datasets", get(datasets::datasets))
+        .route("/datasets/{id}", get(datasets::dataset))
+        .route("/runs", get(runs::runs))
+        .route("/runs/new", get(runs::launch))
+        .route("/runs/{id}", get(runs::run))
+        .route("/runs/{id}/cancel", post(runs::cancel))
         .route("/studies", get(comparisons::studies_page))
         .route("/studies/{id}", get(comparisons::study_page))
         .route("/leaderboard", get(comparisons::leaderboard))
-        .route("/compare", get(views::compare))
+        .route("/compare", get(compare::compare))
         .fallback(page_not_found)
 }

@@ -159,7 +159,7 @@ impl<B: Backend> Importance<B> {
         let mut ipts = HashMap::new();
         let mut uncs = HashMap::new();
         for (name, t) in tensors {
-            let bad = || TrainError::Other(format!("checkpoint: bad allocator tensor {name}"));
+            let bad = || TrainError::Checkpoint(format!("bad allocator tensor {name}"));
             let (kind, idx) = name.split_once('.').ok_or_else(bad)?;
             let idx: usize = idx.parse().map_err(|_| bad())?;
             match kind {
@@ -277,11 +277,8 @@ impl<B: Backend> RankAllocator<B> for AdaLoraAllocator<B> {
     }
 
     fn restore(&mut self, state: AllocatorState, device: &B::Device) -> Result<(), TrainError> {
-        self.budget = state
-            .json
-            .get("budget")
-            .and_then(|v| v.as_u64())
-            .ok_or_else(|| TrainError::Other("checkpoint: allocator budget missing".into()))?;
+        self.budget =
+            state.json.get("budget").and_then(|v| v.as_u64()).ok_or_else(|| TrainError::Checkpoint("allocator budget missing".into()))?;
         self.importance.restore(state.tensors, device)
     }
 }

@@ -46,7 +46,7 @@ pub fn ablation_importance<B: Backend>(
     }
     let losses = oracle.losses(adapters, store, &variants)?;
     if losses.len() != variants.len() {
-        return Err(TrainError::Other(format!("ablation oracle returned {} losses for {} variants", losses.len(), variants.len())));
+        return Err(TrainError::Internal(format!("ablation oracle returned {} losses for {} variants", losses.len(), variants.len())));
     }
     let mut out: Vec<Vec<Option<f64>>> = adapters.list.iter().map(|a| vec![None; a.rank]).collect();
     for (j, &(k, i)) in live.iter().enumerate() {
@@ -194,7 +194,7 @@ impl<B: Backend> RankAllocator<B> for ALoraAllocator<B> {
             .json
             .get("budget")
             .and_then(|v| v.as_u64())
-            .ok_or_else(|| TrainError::Other("checkpoint: ALoRA allocator budget missing".into()))?;
+            .ok_or_else(|| TrainError::Checkpoint("ALoRA allocator budget missing".into()))?;
         Ok(())
     }
 }

@@ -222,7 +222,7 @@ impl<B: Backend> RankAllocator<B> for RoLoraAllocator<B> {
     }
 
     fn restore(&mut self, state: AllocatorState, device: &B::Device) -> Result<(), TrainError> {
-        let bad = || TrainError::Other("checkpoint: RoLoRA allocator state incomplete".into());
+        let bad = || TrainError::Checkpoint("RoLoRA allocator state incomplete".into());
         self.budget = state.json.get("budget").and_then(|v| v.as_u64()).ok_or_else(bad)?;
         self.start_total = state.json.get("start_total").and_then(|v| v.as_u64()).ok_or_else(bad)?;
         self.ranks = serde_json::from_value(state.json.get("ranks").cloned().ok_or_else(bad)?).map_err(|_| bad())?;

@@ -386,7 +386,7 @@ impl<B: Backend> RankAllocator<B> for SalientLoraAllocator<B> {
     }
 
     fn restore(&mut self, state: AllocatorState, _device: &B::Device) -> Result<(), TrainError> {
-        let bad = || TrainError::Other("checkpoint: SalientLoRA allocator state incomplete".into());
+        let bad = || TrainError::Checkpoint("SalientLoRA allocator state incomplete".into());
         self.budget = state.json.get("budget").and_then(|v| v.as_u64()).ok_or_else(bad)?;
         self.window_len = state.json.get("window_len").and_then(|v| v.as_u64()).ok_or_else(bad)?;
         self.orth = serde_json::from_value(state.json.get("orth").cloned().ok_or_else(bad)?).map_err(|_| bad())?;

@@ -55,7 +55,7 @@ pub fn write_hf_checkpoint(weights: &LlamaWeights, dir: &Path) -> Result<PathBuf
     let tensors: BTreeMap<String, HostTensor> = weights.tensors.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     let meta = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
     write_safetensors(&dir.join("model.safetensors"), &tensors, Some(meta))?;
-    let cfg = serde_json::to_vec_pretty(&hf_config(weights)).map_err(|e| TrainError::Other(e.to_string()))?;
+    let cfg = serde_json::to_vec_pretty(&hf_config(weights))?;
     std::fs::write(dir.join("config.json"), cfg)?;
     Ok(dir.to_path_buf())
 }

@@ -51,7 +51,7 @@ impl Judge for CommandJudge {
     }
 
     fn grade(&self, items: &[JudgeItem<'_>]) -> Result<Vec<f64>, TrainError> {
-        let fail = |m: String| TrainError::Other(format!("judge `{}`: {m}", self.command));
+        let fail = |m: String| TrainError::Judge(format!("`{}`: {m}", self.command));
         let mut child = Command::new("sh")
             .arg("-c")
             .arg(&self.command)

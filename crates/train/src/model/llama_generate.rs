@@ -45,7 +45,7 @@ fn log_softmax_row(row: &[f32]) -> Vec<f64> {
 /// Rows of a `[n, vocab]` logits tensor on the host.
 fn host_rows<B: Backend>(logits: Tensor<B, 2>) -> Result<Vec<Vec<f32>>, TrainError> {
     let [_, v] = logits.dims();
-    let data = logits.into_data().convert::<f32>().to_vec::<f32>().map_err(|e| TrainError::Other(format!("reading logits: {e:?}")))?;
+    let data = logits.into_data().convert::<f32>().to_vec::<f32>().map_err(TrainError::tensor("logits"))?;
     Ok(data.chunks_exact(v).map(<[f32]>::to_vec).collect())
 }
 

@@ -76,11 +76,12 @@ pub fn write_safetensors(
         tensors.iter().map(|(k, t)| (k, t.data.iter().flat_map(|v| v.to_le_bytes()).collect())).collect();
     let mut views = Vec::with_capacity(tensors.len());
     for (k, t) in tensors {
-        let view = TensorView::new(Dtype::F32, t.shape.clone(), &bytes[k]).map_err(|e| TrainError::Other(format!("tensor {k}: {e}")))?;
+        let view = TensorView::new(Dtype::F32, t.shape.clone(), &bytes[k])
+            .map_err(|e| TrainError::Weights { path: path.to_path_buf(), message: format!("tensor {k}: {e}") })?;
         views.push((k.clone(), view));
     }
     let tmp = path.with_extension("safetensors.tmp");
-    safetensors::serialize_to_file(views, metadata, &tmp).map_err(|e| TrainError::Other(format!("writing {}: {e}", tmp.display())))?;
+    safetensors::serialize_to_file(views, metadata, &tmp).map_err(|e| TrainError::Weights { path: tmp.clone(), message: e.to_string() })?;
     std::fs::rename(&tmp, path)?;
     Ok(())
 }
