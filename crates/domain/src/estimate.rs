@@ -9,9 +9,10 @@
 //!   with the periodic held-out evaluations taken out. Tokens per example comes from earlier
 //!   runs on the same dataset and model at the same `max_seq_len` when there are any, else
 //!   from the dataset's text bytes at [`BYTES_PER_TOKEN`] plus the model's template tokens.
-//! - **evaluation time** = held-out passes during training (forward only, a third of a
-//!   training step's cost per token) plus the final evaluation of validation and test, at the
-//!   measured seconds per evaluated example (generation makes it the larger part for decoders).
+//! - **evaluation time** = held-out passes during training (step 0 and every `eval_every`
+//!   steps; forward only, a third of a training step's cost per token) plus the final
+//!   evaluation (the final weights' held-out pass, then validation and test), at the measured
+//!   seconds per evaluated example (generation makes it the larger part for decoders).
 //! - **peak memory** = the model's resident base + bytes per padded batch token × the padded
 //!   batch (`batch × min(max_seq_len, 2 × tokens per example)`), the per-token bytes measured
 //!   on the same model and device. A worker's peak RSS only grows over its life, so this is
@@ -261,24 +262,24 @@ pub fn estimate(
     // Evaluation: held-out passes during training, then the final evaluation.
     let validation = dataset.rows("validation");
     let test = dataset.rows("test");
-    // The final weights always; with eval_every, also step 0 and every eval_every steps
-    // before the last.
-    let heldout_passes = if validation == 0 { 0 } else { steps.saturating_sub(1).checked_div(t.eval_every).map_or(1, |n| n + 2) };
+    // Inside training, with eval_every: step 0 and every eval_every steps before the last.
+    let heldout_passes = if validation == 0 { 0 } else { steps.saturating_sub(1).checked_div(t.eval_every).map_or(0, |n| n + 1) };
     let forward = per_example_train * FORWARD_SHARE;
     let generative = dataset.task_family.is_some_and(|f| !f.is_encoder_task()) && t.generation.eval_examples > 0;
     let generated = |rows: usize| rows.min(t.generation.eval_examples as usize);
     let eval_examples = validation + test;
     let measured_eval: Vec<f64> = basis_runs.iter().filter_map(|o| o.eval_seconds_per_example).collect();
-    let final_per_example = if !measured_eval.is_empty() {
-        median(&measured_eval)
+    // The final evaluation as measured includes the final weights' held-out pass.
+    let final_seconds = if !measured_eval.is_empty() {
+        eval_examples as f64 * median(&measured_eval)
     } else if generative {
         // Greedy decoding re-reads the prompt for each new token (no KV cache).
         let gen_share = (generated(validation) + generated(test)) as f64 / eval_examples.max(1) as f64;
-        forward * (1.0 + gen_share * t.generation.max_new_tokens as f64)
+        validation as f64 * forward + eval_examples as f64 * forward * (1.0 + gen_share * t.generation.max_new_tokens as f64)
     } else {
-        forward
+        (validation + eval_examples) as f64 * forward
     };
-    let eval_seconds = heldout_passes as f64 * validation as f64 * forward + eval_examples as f64 * final_per_example;
+    let eval_seconds = heldout_passes as f64 * validation as f64 * forward + final_seconds;
 
     // Memory.
     let per_token: Vec<f64> = same_model.iter().filter_map(|o| o.bytes_per_batch_token).collect();
@@ -514,9 +515,9 @@ mod tests {
         assert_eq!(e.basis, Basis::Measured { runs: 3, same_method: true });
         // 20 steps × 32 examples × 50 tokens / 1000 tokens/s.
         assert!((e.train_seconds - 32.0).abs() < 1e-9, "{}", e.train_seconds);
-        // One held-out pass (final weights) over 40 at a third of the training cost, then 80 at 0.01 s.
-        let forward = 50.0 / 1000.0 / 3.0;
-        assert!((e.eval_seconds - (40.0 * forward + 80.0 * 0.01)).abs() < 1e-9);
+        // No held-out pass inside training (eval_every 0); the final evaluation of 80 examples
+        // at the measured 0.01 s each (which includes the final weights' pass).
+        assert!((e.eval_seconds - 80.0 * 0.01).abs() < 1e-9);
         // Spread ±10% is below the floor.
         assert_eq!(e.error_band, MIN_BAND);
         assert!(e.warnings.is_empty(), "{:?}", e.warnings);
@@ -535,9 +536,10 @@ mod tests {
         assert!(!e.tokens_measured);
         assert!((e.tokens_per_example - 103.0).abs() < 1e-9);
         assert!((e.error_band - (MIN_BAND + 0.15)).abs() < 1e-12);
-        // eval_every 5 over 10 steps: step 0, step 5, final weights.
+        // eval_every 5 over 10 steps: passes at step 0 and step 5 inside training, then the
+        // final evaluation of 10 examples at the measured 0.01 s.
         let forward = 103.0 / 1000.0 / 3.0;
-        assert!((e.eval_seconds - (3.0 * 10.0 * forward + 10.0 * 0.01)).abs() < 1e-9);
+        assert!((e.eval_seconds - (2.0 * 10.0 * forward + 10.0 * 0.01)).abs() < 1e-9);
         // Without byte counts: full-length examples.
         let e = estimate(minilm(), Method::Lora, &config(10, 64, 1.0, 0), &shape(other, 100, 10, 0, None), &obs, "cpu");
         assert_eq!(e.tokens_per_example, 64.0);
@@ -563,6 +565,11 @@ mod tests {
         // The test split is generated (50 ≤ 64 examples) with up to 64 new tokens.
         let forward = 512.0 / 50.0 / 3.0;
         assert!((e.eval_seconds - 50.0 * forward * 65.0).abs() < 1e-6);
+        // A classification run on the reference: the final weights' pass over validation,
+        // then validation and test, each a forward pass.
+        let k = estimate(minilm(), Method::Lora, &config(10, 64, 1.0, 0), &shape(Uuid::nil(), 100, 10, 20, None), &[], "cpu");
+        let forward = 64.0 / reference(minilm()).tokens_per_second / 3.0;
+        assert!((k.eval_seconds - (10.0 + 30.0) * forward).abs() < 1e-9, "{}", k.eval_seconds);
         // On a device nobody has measured, the warning names it.
         let g = estimate(smol, Method::Lora, &c, &ds, &[], "cuda:0");
         assert!(g.warnings.iter().any(|w| w.contains("cuda:0 worker")));

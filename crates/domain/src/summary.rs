@@ -47,10 +47,10 @@ pub struct RunSummary {
     /// The training loop, periodic held-out passes included.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub train_seconds: Option<f64>,
-    /// Periodic held-out passes inside `train_seconds`.
+    /// Held-out passes inside `train_seconds` (step 0 and every `eval_every` steps).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub heldout_seconds: Option<f64>,
-    /// The final evaluation of validation and test.
+    /// The final evaluation: the final weights' held-out pass, then validation and test.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eval_seconds: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -223,9 +223,20 @@ pub fn fit<B: AutodiffBackend, W: Workload<B>>(
     }
     let ranks = |s: &State<B>, step: u64| TrainEvent::Ranks(rank_map(step, s.allocator.budget(), &s.adapters));
     on_event(ranks(&state, step));
+    // The training window (`train_seconds`) holds the held-out passes at step 0 and every
+    // `eval_every` steps, timed apart in `heldout_seconds`; the pass over the final weights
+    // belongs to the final evaluation (`eval_seconds`).
+    let loop_started = Instant::now();
+    let mut heldout_seconds = 0f64;
+    let validate = |state: &State<B>, seconds: &mut f64| {
+        let started = Instant::now();
+        let metrics = workload.heldout(state, &data.validation);
+        *seconds += started.elapsed().as_secs_f64();
+        metrics
+    };
     if step == 0 && t.eval_every > 0 && !data.validation.is_empty() {
         // The starting point every later evaluation compares with.
-        emit_metrics(on_event, 0, "validation", &workload.heldout(&state, &data.validation)?);
+        emit_metrics(on_event, 0, "validation", &validate(&state, &mut heldout_seconds)?);
     }
 
     let consider_best = |best: &mut Option<Best<B::InnerBackend>>, s: &State<B>, step: u64, metrics: &Map<String, Value>| {
@@ -247,10 +258,8 @@ pub fn fit<B: AutodiffBackend, W: Workload<B>>(
     let log_every = (total / 100).max(1);
     let (mut loss_sum, mut loss_n) = (0f64, 0u64);
     let (mut examples_seen, mut tokens_seen) = (0usize, 0usize);
-    let loop_started = Instant::now();
     let mut saved_at = step;
     let mut reporter = Reporter::new(step, total);
-    let mut heldout_seconds = 0f64;
     while step < total {
         if cancel.load(Ordering::Relaxed) {
             // Stopped early (cancel, worker shutdown, lost lease): save the progress so that a
@@ -296,9 +305,7 @@ pub fn fit<B: AutodiffBackend, W: Workload<B>>(
         }
         if t.eval_every > 0 && step.is_multiple_of(t.eval_every) && step < total && !data.validation.is_empty() {
             reporter.phase(on_event, Phase::Validating, step, live_rank_total(&state.adapters));
-            let held_started = Instant::now();
-            let metrics = workload.heldout(&state, &data.validation)?;
-            heldout_seconds += held_started.elapsed().as_secs_f64();
+            let metrics = validate(&state, &mut heldout_seconds)?;
             emit_metrics(on_event, step, "validation", &metrics);
             consider_best(&mut best, &state, step, &metrics);
         }
@@ -313,11 +320,10 @@ pub fn fit<B: AutodiffBackend, W: Workload<B>>(
 
     // The final weights' held-out metrics, then the best eligible state (or the final one) is
     // evaluated and exported.
+    let eval_started = Instant::now();
     if !data.validation.is_empty() {
         reporter.phase(on_event, Phase::Validating, step, live_rank_total(&state.adapters));
-        let held_started = Instant::now();
         let metrics = workload.heldout(&state, &data.validation)?;
-        heldout_seconds += held_started.elapsed().as_secs_f64();
         emit_metrics(on_event, step, "validation", &metrics);
         consider_best(&mut best, &state, step, &metrics);
     }
@@ -332,7 +338,6 @@ pub fn fit<B: AutodiffBackend, W: Workload<B>>(
         }
         _ => step,
     };
-    let eval_started = Instant::now();
     let (mut evaluations, mut predictions) = (Vec::new(), Vec::new());
     let splits = [("validation", &data.validation), ("test", &data.test)];
     let eval_examples: usize = splits.iter().map(|(_, s)| s.len()).sum();
