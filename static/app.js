@@ -213,6 +213,43 @@
     });
   }
 
+  // A GLUE folder (each file named by its path in the folder) or a zip, as one suite.
+  function initGlueUpload() {
+    const form = $("#glue-form"); if (!form) return;
+    const out = $("#glue-result"), btn = $("#glue-button");
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const fd = new FormData();
+      fd.append("name", $("#glue-name").value.trim() || "GLUE");
+      fd.append("kind", "glue");
+      const zip = $("#glue-zip").files[0];
+      const files = Array.from($("#glue-folder").files || []).filter((f) => f.name.endsWith(".tsv"));
+      if (zip) fd.append("file", zip, zip.name);
+      else files.forEach((f) => fd.append("file", f, f.webkitRelativePath || f.name));
+      if (!zip && !files.length) { out.replaceChildren(el("p", { class: "alert error", text: "choose the GLUE folder or a zip of it" })); return; }
+      btn.disabled = true; out.replaceChildren(el("p", { class: "muted", text: "Uploading and validating…" }));
+      try {
+        const resp = await fetch("/api/v1/suites", { method: "POST", body: fd, credentials: "same-origin", headers: { "X-CSRF-Token": csrf(), "Accept": "application/json" } });
+        let data = null; try { data = await resp.json(); } catch (_) { /* not JSON */ }
+        if (resp.status !== 201) {
+          const box = el("div", { class: "alert error", role: "alert" }, el("p", { text: errorMessage(data, resp.status) }));
+          const errors = data && data.error && data.error.details && data.error.details.errors;
+          if (errors && errors.length) {
+            const ul = el("ul", { class: "errors", "aria-label": "Problems by file and line" });
+            errors.forEach((e) => ul.append(el("li", {}, el("span", { class: "line", text: `${e.file}${e.line ? " line " + e.line : ""}` }), " " + e.message)));
+            box.append(ul);
+          }
+          out.replaceChildren(box);
+        } else {
+          const ul = el("ul", { id: "glue-datasets" });
+          data.datasets.forEach((d) => ul.append(el("li", {}, el("a", { href: `/datasets/${d.id}`, text: d.name }), ` — ${d.task_family}, ranked by ${d.primary_metric}, ${d.row_count} rows`)));
+          out.replaceChildren(el("p", { class: "alert ok", text: `Registered ${data.datasets.length} datasets.` }), ul);
+        }
+      } catch (e) { out.replaceChildren(el("p", { class: "alert error", text: "network error: " + e.message })); }
+      btn.disabled = false;
+    });
+  }
+
   // ------------------------------------------------------------ launch form
   function initLaunch() {
     const form = $("#launch-form"); if (!form) return;
@@ -286,6 +323,12 @@
   function initRun() {
     const root = $("#run"); if (!root) return;
     const id = root.dataset.runId, wasTerminal = root.dataset.terminal === "true";
+    const publish = $("#run-publish");
+    if (publish) publish.addEventListener("click", async () => {
+      const on = publish.dataset.published !== "true";
+      try { await api(on ? "POST" : "DELETE", `/api/v1/runs/${id}/publish`); location.reload(); }
+      catch (e) { $("#publish-state").textContent = e.message; }
+    });
     const metrics = new Map(); // name -> Map(split -> [[step, value]])
     const snapshots = new Map(); // step -> ranks
     const log = $("#log"), badge = $("#run-status"), state = $("#stream-state");
@@ -466,6 +509,12 @@
       try { const d = await api("POST", `/api/v1/studies/${id}/cancel`); $("#study-live").textContent = `Cancelled ${d.cancelled} queued runs; ${d.stopping} running runs are stopping.`; cancel.disabled = true; }
       catch (e) { $("#study-live").textContent = e.message; }
     });
+    const publish = $("#study-publish");
+    if (publish) publish.addEventListener("click", async () => {
+      const on = publish.dataset.published !== "true";
+      try { await api(on ? "POST" : "DELETE", `/api/v1/studies/${id}/publish`); location.reload(); }
+      catch (e) { $("#study-live").textContent = e.message; }
+    });
     $("#study-extend").addEventListener("submit", async (ev) => {
       ev.preventDefault();
       const body = {};
@@ -500,7 +549,7 @@
 
   document.addEventListener("DOMContentLoaded", () => {
     const page = document.body.dataset.page;
-    if (page === "datasets") initUpload();
+    if (page === "datasets") { initUpload(); initGlueUpload(); }
     if (page === "launch") initLaunch();
     if (page === "runs" && $("#run")) initRun();
     if (page === "leaderboard") initSortable();

@@ -1,6 +1,7 @@
 //! The `rankfit` command: `serve`, `worker`, `demo`, `migrate`, `assets`, `team`.
 
 pub mod assets;
+pub mod benchmarks;
 mod db;
 mod demo;
 mod estimates;
@@ -68,6 +69,11 @@ enum Command {
         #[arg(long, default_value_t = 200)]
         limit: i64,
     },
+    /// Public benchmark datasets every team can run on.
+    Benchmarks {
+        #[command(subcommand)]
+        command: BenchmarksCommand,
+    },
     /// Manage teams.
     Team {
         #[command(subcommand)]
@@ -100,6 +106,17 @@ enum AssetsCommand {
     Fetch,
     /// Show where each asset is and whether it is present.
     Status,
+}
+
+#[derive(Subcommand)]
+enum BenchmarksCommand {
+    /// Register the built-in suite (BIG-bench classification tasks, gem/xsum, natural
+    /// instructions → hhh_alignment) as public, read-only datasets; idempotent.
+    Install {
+        /// Examples kept per task, in file order (0: all of them); part of the suite's name.
+        #[arg(long, default_value_t = 2000)]
+        max_examples: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -146,6 +163,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             db.close().await?;
             result
         }
+        Command::Benchmarks { command: BenchmarksCommand::Install { max_examples } } => benchmarks::install(&g, max_examples).await,
         Command::Team { command } => {
             let db = db::Database::open(&g).await?;
             match command {

@@ -56,6 +56,12 @@ pub struct RunResult {
     pub dataset_id: Uuid,
     pub dataset_name: String,
     pub family: TaskFamily,
+    /// The dataset's ranking metric (its family's primary metric unless the dataset says
+    /// otherwise, e.g. MCC for CoLA).
+    pub primary_metric: String,
+    /// The team that ran it, on public leaderboards (cells are per team there); None on a
+    /// team's own boards.
+    pub team: Option<String>,
     /// Label-set size (classification), else 0.
     pub classes: usize,
     pub model: String,
@@ -123,12 +129,15 @@ pub struct Cell {
     pub dataset_id: Uuid,
     pub dataset_name: String,
     pub family: TaskFamily,
+    /// The team whose runs these are (public leaderboards only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
     pub model: String,
     pub method: Method,
     pub budget: u32,
     pub runs: Vec<Uuid>,
     pub seeds: Vec<u64>,
-    /// The metric rank groups and tables use (the family's primary metric).
+    /// The metric rank groups and tables use (the dataset's ranking metric).
     pub primary_metric: String,
     /// Every metric reported for the family that the runs have.
     pub metrics: BTreeMap<String, Summary>,
@@ -147,24 +156,32 @@ impl Cell {
     }
 }
 
-type Key = (Uuid, String, u32, Method);
+type Key = (Uuid, String, u32, Method, Option<String>);
 
 /// Groups results into cells and computes every statistic. Cells come out ordered by
-/// dataset (name), model, budget, then method in [`Method::ALL`] order.
+/// dataset (name), model, budget, method in [`Method::ALL`] order, then team.
+///
+/// With teams (public leaderboards) a cell is one team's runs: differences against LoRA
+/// pair a team's method with the same team's LoRA runs, and rank groups span every
+/// team's cells of a (dataset, model, budget).
 pub fn aggregate(results: &[RunResult], opts: &Options) -> Vec<Cell> {
     let mut groups: BTreeMap<(String, Key), Vec<&RunResult>> = BTreeMap::new();
     for r in results {
-        groups.entry((r.dataset_name.clone(), (r.dataset_id, r.model.clone(), r.budget, r.method))).or_default().push(r);
+        groups.entry((r.dataset_name.clone(), (r.dataset_id, r.model.clone(), r.budget, r.method, r.team.clone()))).or_default().push(r);
     }
     let mut cells: Vec<Cell> = groups.values().map(|runs| cell(runs, opts)).collect();
-    // Differences against LoRA at the same (dataset, model, budget).
-    let lora: BTreeMap<(Uuid, String, u32), Vec<&RunResult>> =
-        groups.iter().filter(|((_, k), _)| k.3 == Method::Lora).map(|((_, k), v)| ((k.0, k.1.clone(), k.2), v.clone())).collect();
+    // Differences against LoRA at the same (dataset, model, budget), within a team.
+    type BaseKey = (Uuid, String, u32, Option<String>);
+    let lora: BTreeMap<BaseKey, Vec<&RunResult>> = groups
+        .iter()
+        .filter(|((_, k), _)| k.3 == Method::Lora)
+        .map(|((_, k), v)| ((k.0, k.1.clone(), k.2, k.4.clone()), v.clone()))
+        .collect();
     for (c, runs) in cells.iter_mut().zip(groups.values()) {
         if c.method == Method::Lora {
             continue;
         }
-        if let Some(base) = lora.get(&(c.dataset_id, c.model.clone(), c.budget)) {
+        if let Some(base) = lora.get(&(c.dataset_id, c.model.clone(), c.budget, c.team.clone())) {
             c.vs_lora = difference(runs, base, &c.primary_metric, opts);
         }
     }
@@ -188,12 +205,13 @@ pub fn aggregate(results: &[RunResult], opts: &Options) -> Vec<Cell> {
         }
     }
     cells.sort_by(|a, b| {
-        (&a.dataset_name, a.dataset_id, &a.model, a.budget, method_order(a.method)).cmp(&(
+        (&a.dataset_name, a.dataset_id, &a.model, a.budget, method_order(a.method), &a.team).cmp(&(
             &b.dataset_name,
             b.dataset_id,
             &b.model,
             b.budget,
             method_order(b.method),
+            &b.team,
         ))
     });
     cells
@@ -205,7 +223,7 @@ fn method_order(m: Method) -> usize {
 
 fn cell(runs: &[&RunResult], opts: &Options) -> Cell {
     let first = runs[0];
-    let primary = first.family.primary_metric().to_string();
+    let primary = first.primary_metric.clone();
     let mut metrics = BTreeMap::new();
     for &name in first.family.metrics() {
         let values: Vec<f64> = runs.iter().filter_map(|r| r.metrics.get(name).copied()).filter(|v| v.is_finite()).collect();
@@ -244,6 +262,7 @@ fn cell(runs: &[&RunResult], opts: &Options) -> Cell {
         dataset_id: first.dataset_id,
         dataset_name: first.dataset_name.clone(),
         family: first.family,
+        team: first.team.clone(),
         model: first.model.clone(),
         method: first.method,
         budget: first.budget,
@@ -364,6 +383,8 @@ mod tests {
             dataset_id: Uuid::from_u128(7),
             dataset_name: "d".into(),
             family: TaskFamily::Classification,
+            primary_metric: "accuracy".into(),
+            team: None,
             classes: 2,
             model: "m".into(),
             method,
@@ -436,5 +457,47 @@ mod tests {
         assert_eq!((t.rows[0].method.as_str(), t.rows[0].budget), ("LoRA", 4));
         assert_eq!((t.rows[1].method.as_str(), t.rows[1].budget), ("RoLoRA", 8));
         assert!((t.rows[0].cells[0].as_ref().unwrap().summary.mean - 0.65).abs() < 1e-12);
+    }
+
+    #[test]
+    fn public_cells_are_per_team_paired_within_the_team_and_ranked_across_teams() {
+        let team = |mut r: RunResult, t: &str| {
+            r.team = Some(t.into());
+            r
+        };
+        let rs = vec![
+            team(result(Method::Lora, 1, 0.60, &[]), "red"),
+            team(result(Method::Lora, 2, 0.62, &[]), "red"),
+            team(result(Method::AdaLora, 1, 0.70, &[]), "red"),
+            team(result(Method::AdaLora, 2, 0.72, &[]), "red"),
+            team(result(Method::Lora, 1, 0.90, &[]), "blue"),
+            team(result(Method::Lora, 2, 0.91, &[]), "blue"),
+            team(result(Method::Lora, 3, 0.92, &[]), "blue"),
+        ];
+        let cells = aggregate(&rs, &Options::default());
+        let key = |c: &Cell| (c.method, c.team.clone().unwrap());
+        assert_eq!(
+            cells.iter().map(key).collect::<Vec<_>>(),
+            [(Method::Lora, "blue".into()), (Method::Lora, "red".into()), (Method::AdaLora, "red".into())]
+        );
+        // red's AdaLoRA is compared with red's LoRA (+0.10), not with blue's.
+        let d = cells[2].vs_lora.as_ref().unwrap();
+        assert!((d.summary.mean - 0.10).abs() < 1e-12, "{d:?}");
+        assert_eq!(d.summary.n, 2);
+        // One ranking over both teams: blue's LoRA leads.
+        assert_eq!(cells[0].rank, 1);
+        assert!(cells[1].rank > 1 && cells[2].rank > 1);
+    }
+
+    #[test]
+    fn cells_rank_by_the_datasets_metric() {
+        let mut rs = vec![result(Method::Lora, 1, 0.9, &[]), result(Method::Lora, 2, 0.9, &[])];
+        for (r, mcc) in rs.iter_mut().zip([0.1, 0.3]) {
+            r.primary_metric = "mcc".into();
+            r.metrics.insert("mcc".into(), mcc);
+        }
+        let cells = aggregate(&rs, &Options::default());
+        assert_eq!(cells[0].primary_metric, "mcc");
+        assert!((cells[0].primary().unwrap().mean - 0.2).abs() < 1e-12);
     }
 }

@@ -57,6 +57,7 @@ impl From<StoreError> for AppError {
         match e {
             StoreError::NotFound => AppError::not_found("resource"),
             StoreError::Conflict(m) => AppError::new(StatusCode::CONFLICT, "conflict", m),
+            StoreError::ReadOnly(m) => AppError::new(StatusCode::FORBIDDEN, "read_only", m),
             StoreError::BadUri(m) => AppError::bad_request(format!("invalid name: {m}")),
             other => AppError::internal(other),
         }

@@ -42,7 +42,12 @@ async fn every_endpoint_hides_another_teams_resources() {
         (Method::GET, format!("/runs/{run}/events")),
         (Method::GET, format!("/runs/{run}/artifacts")),
         (Method::GET, format!("/runs/{run}/adapter")),
+        (Method::GET, format!("/runs/{run}/predictions")),
+        (Method::POST, format!("/runs/{run}/publish")),
+        (Method::DELETE, format!("/runs/{run}/publish")),
         (Method::GET, format!("/leaderboards?dataset_id={ds}")),
+        (Method::GET, format!("/public/leaderboards?dataset_id={ds}")),
+        (Method::GET, format!("/datasets/{ds}/rows")),
         (Method::DELETE, format!("/tokens/{a_token_id}")),
     ];
     for (method, path) in &probes {
@@ -57,7 +62,7 @@ async fn every_endpoint_hides_another_teams_resources() {
         assert!(!body.to_string().contains(&ds) && !body.to_string().contains(&run), "{method} {path} leaks ids: {body}");
     }
     // Lists filtered by team A's ids stay empty for team B.
-    for path in [format!("/runs?dataset_id={ds}"), "/runs".to_string(), "/datasets".to_string()] {
+    for path in [format!("/runs?dataset_id={ds}"), "/runs".to_string(), "/datasets".to_string(), "/suites".to_string(), "/public/leaderboards".to_string()] {
         let (status, body) = api.get(&b, &path).await;
         assert_eq!(status, StatusCode::OK, "{path}: {body}");
         assert!(!body.to_string().contains(&ds), "{path} shows team A's dataset: {body}");

@@ -13,6 +13,7 @@ pub mod queue;
 pub mod runs;
 pub mod sessions;
 pub mod studies;
+pub mod suites;
 pub mod teams;
 pub mod testing;
 
@@ -30,6 +31,9 @@ pub enum StoreError {
     NotFound,
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The caller may read it but not change it (public benchmark datasets).
+    #[error("read-only: {0}")]
+    ReadOnly(String),
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
     #[error("migration: {0}")]

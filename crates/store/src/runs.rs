@@ -40,6 +40,8 @@ pub struct RunRow {
     pub estimate: Option<Json<serde_json::Value>>,
     /// Its worker's latest report ([`rankfit_domain::progress::Progress`]).
     pub progress: Option<Json<serde_json::Value>>,
+    /// When the team put it on its (public) dataset's public leaderboard.
+    pub published_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -53,7 +55,7 @@ impl RunRow {
 
 pub(crate) const RUN_COLS: &str = "id, team_id, dataset_id, base_model_id, method, config, budget, seed, name, status, priority, \
     attempts, max_attempts, not_before, lease_owner, lease_token, lease_expires_at, cancel_requested, continue_from, study_id, error, \
-    summary, estimate, progress, created_at, started_at, finished_at";
+    summary, estimate, progress, published_at, created_at, started_at, finished_at";
 
 #[derive(Debug, Clone)]
 pub struct NewRun {
@@ -103,10 +105,11 @@ pub(crate) async fn insert_tx(tx: &mut sqlx::Transaction<'_, Postgres>, r: &NewR
     Ok(row)
 }
 
-/// Queues a run. The dataset (and the run to continue from) must belong to the team.
+/// Queues a run. The dataset must be the team's or public; the run to continue from must
+/// be the team's.
 pub async fn create(pool: &PgPool, r: &NewRun) -> Result<RunRow> {
     let mut tx = pool.begin().await?;
-    let owned: Option<i32> = sqlx::query_scalar("select 1 from dataset where id = $1 and team_id = $2")
+    let owned: Option<i32> = sqlx::query_scalar("select 1 from dataset where id = $1 and (team_id = $2 or team_id is null)")
         .bind(r.dataset_id)
         .bind(r.team_id)
         .fetch_optional(&mut *tx)
@@ -310,4 +313,36 @@ pub async fn progress(pool: &PgPool, run_id: Uuid) -> Result<Option<serde_json::
     let p: Option<Option<Json<serde_json::Value>>> =
         sqlx::query_scalar("select progress from run where id = $1").bind(run_id).fetch_optional(pool).await?;
     Ok(p.flatten().map(|j| j.0))
+}
+
+/// Puts one of the team's runs on the public leaderboard of its dataset (`publish`), or
+/// takes it off. Only runs on public datasets can be published: a team's own datasets have
+/// no public leaderboard.
+pub async fn set_published(pool: &PgPool, team_id: Uuid, id: Uuid, publish: bool) -> Result<RunRow> {
+    let public: Option<bool> = sqlx::query_scalar(
+        "select d.team_id is null from run r join dataset d on d.id = r.dataset_id where r.id = $1 and r.team_id = $2",
+    )
+    .bind(id)
+    .bind(team_id)
+    .fetch_optional(pool)
+    .await?;
+    match public {
+        None => return Err(StoreError::NotFound),
+        Some(false) if publish => {
+            return Err(StoreError::Conflict(
+                "only runs on public benchmark datasets can be published; this run's dataset is private to your team".into(),
+            ))
+        }
+        _ => {}
+    }
+    sqlx::query_as(&format!(
+        "update run set published_at = case when $3 then coalesce(published_at, now()) end
+         where id = $1 and team_id = $2 returning {RUN_COLS}"
+    ))
+    .bind(id)
+    .bind(team_id)
+    .bind(publish)
+    .fetch_optional(pool)
+    .await?
+    .ok_or(StoreError::NotFound)
 }

@@ -62,7 +62,7 @@ const PROGRESS_COLS: &str = "count(r.id) as total,
     avg(extract(epoch from (r.finished_at - r.started_at))::float8) filter (where r.status = 'succeeded') as mean_run_seconds";
 
 /// Creates the study and queues every run of its grid in one transaction: all or nothing.
-/// Every run's dataset must belong to the team; a name already used by the team is a Conflict.
+/// Every run's dataset must be the team's or public; a name already used by the team is a Conflict.
 pub async fn create(pool: &PgPool, team_id: Uuid, name: &str, spec: &serde_json::Value, runs: &[NewRun]) -> Result<(StudyRow, usize)> {
     let mut tx = pool.begin().await?;
     let study: StudyRow =
@@ -101,7 +101,7 @@ async fn insert_runs(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, team_id: Uu
     let mut datasets: Vec<Uuid> = runs.iter().map(|r| r.dataset_id).collect();
     datasets.sort();
     datasets.dedup();
-    let owned: i64 = sqlx::query_scalar("select count(*) from dataset where team_id = $1 and id = any($2)")
+    let owned: i64 = sqlx::query_scalar("select count(*) from dataset where (team_id = $1 or team_id is null) and id = any($2)")
         .bind(team_id)
         .bind(&datasets)
         .fetch_one(&mut **tx)
@@ -205,6 +205,10 @@ pub struct RunResult {
     pub dataset_id: Uuid,
     pub dataset_name: String,
     pub task_family: String,
+    /// The dataset's ranking metric.
+    pub primary_metric: String,
+    /// The team's name (public leaderboards), else None.
+    pub team_name: Option<String>,
     /// Size of the dataset's label set (0 for non-classification tasks).
     pub classes: i32,
     pub base_model_id: String,
@@ -221,7 +225,7 @@ pub struct RunResult {
 /// checkpoint that validation picked: nothing here chooses between runs by test score.
 pub async fn results(pool: &PgPool, team_id: Uuid, study_id: Option<Uuid>, dataset_id: Option<Uuid>) -> Result<Vec<RunResult>> {
     Ok(sqlx::query_as(
-        "select r.id as run_id, r.dataset_id, d.name as dataset_name, d.task_family,
+        "select r.id as run_id, r.dataset_id, d.name as dataset_name, d.task_family, d.primary_metric, null::text as team_name,
                 case when d.task_family = 'classification' then jsonb_array_length(d.label_set) else 0 end as classes,
                 r.base_model_id, r.method, r.budget, r.seed, e.metrics, r.summary
          from run r
@@ -235,6 +239,67 @@ pub async fn results(pool: &PgPool, team_id: Uuid, study_id: Option<Uuid>, datas
     .bind(team_id)
     .bind(study_id)
     .bind(dataset_id)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Test results of every team's **published** succeeded runs on a public dataset (a run
+/// is published by itself or through a public study), with the team's name. Unpublished
+/// runs and private datasets never appear.
+pub async fn public_results(pool: &PgPool, dataset_id: Uuid) -> Result<Vec<RunResult>> {
+    Ok(sqlx::query_as(
+        "select r.id as run_id, r.dataset_id, d.name as dataset_name, d.task_family, d.primary_metric, t.name as team_name,
+                case when d.task_family = 'classification' then jsonb_array_length(d.label_set) else 0 end as classes,
+                r.base_model_id, r.method, r.budget, r.seed, e.metrics, r.summary
+         from run r
+         join dataset d on d.id = r.dataset_id and d.team_id is null
+         join team t on t.id = r.team_id
+         join evaluation e on e.run_id = r.id and e.split = 'test'
+         left join study s on s.id = r.study_id
+         where r.dataset_id = $1 and r.status = 'succeeded'
+           and (r.published_at is not null or s.visibility = 'public')
+         order by t.name, r.base_model_id, r.method, r.budget, r.seed, r.id",
+    )
+    .bind(dataset_id)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Publishes one of the team's studies (`visibility = 'public'`: its runs on public
+/// datasets go on those datasets' public leaderboards) or takes it back (`team`).
+pub async fn set_visibility(pool: &PgPool, team_id: Uuid, id: Uuid, public: bool) -> Result<StudyRow> {
+    sqlx::query_as(&format!("update study set visibility = $3 where id = $1 and team_id = $2 returning {STUDY_COLS}"))
+        .bind(id)
+        .bind(team_id)
+        .bind(if public { "public" } else { "team" })
+        .fetch_optional(pool)
+        .await?
+        .ok_or(StoreError::NotFound)
+}
+
+/// Published runs (directly or through a public study) per public dataset: what the
+/// public leaderboards index shows.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct PublicBoard {
+    pub dataset_id: Uuid,
+    pub dataset_name: String,
+    pub task_family: String,
+    pub primary_metric: String,
+    pub benchmark: Option<String>,
+    pub published_runs: i64,
+    pub teams: i64,
+}
+
+pub async fn public_boards(pool: &PgPool) -> Result<Vec<PublicBoard>> {
+    Ok(sqlx::query_as(
+        "select d.id as dataset_id, d.name as dataset_name, d.task_family, d.primary_metric, d.benchmark,
+                count(r.id) as published_runs, count(distinct r.team_id) as teams
+         from dataset d
+         left join (run r left join study s on s.id = r.study_id)
+                on r.dataset_id = d.id and r.status = 'succeeded' and (r.published_at is not null or s.visibility = 'public')
+         where d.team_id is null
+         group by d.id order by d.name",
+    )
     .fetch_all(pool)
     .await?)
 }

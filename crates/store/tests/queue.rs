@@ -15,7 +15,7 @@ async fn team_with_dataset(pool: &Pool, name: &str) -> (Uuid, Uuid) {
         pool,
         &datasets::NewDataset {
             id: Uuid::new_v4(),
-            team_id: team.id,
+            team_id: Some(team.id),
             name: "tiny".into(),
             task_family: "classification".into(),
             format: "jsonl".into(),
@@ -27,6 +27,9 @@ async fn team_with_dataset(pool: &Pool, name: &str) -> (Uuid, Uuid) {
             sha256: "00".into(),
             uri: format!("datasets/{}/x.jsonl", team.id),
             report: json!({}),
+            primary_metric: "accuracy".into(),
+            benchmark: None,
+            suite_id: None,
         },
     )
     .await

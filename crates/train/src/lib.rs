@@ -45,6 +45,9 @@ pub struct TrainJob {
     pub budget: u32,
     pub seed: u64,
     pub dataset: ParsedDataset,
+    /// The dataset's ranking metric (e.g. `mcc` for CoLA), which validation selects the
+    /// checkpoint on when the task reports it; None: the task family's primary metric.
+    pub selection_metric: Option<String>,
     /// Where `rankfit assets fetch` put the model packages.
     pub assets_dir: PathBuf,
     /// Private scratch dir of this run: checkpoints and exported files go here.

@@ -15,6 +15,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rankfit_domain::metrics;
 use rankfit_domain::prediction::{Output, Prediction};
+use rankfit_domain::task::higher_is_better;
 use serde_json::{json, Map, Value};
 
 use crate::adapters::{Adapters, VariantHook, VariantMasks};
@@ -119,7 +120,14 @@ impl<B: AutodiffBackend> Workload<B> for EncoderWorkload<'_, B> {
     }
 
     fn selection(&self) -> Selection {
-        Selection { metric: self.task.family().primary_metric(), higher_is_better: true }
+        let family = self.task.family();
+        let metric = family
+            .metrics()
+            .iter()
+            .copied()
+            .find(|m| Some(*m) == self.job.selection_metric.as_deref() && higher_is_better(m))
+            .unwrap_or(family.primary_metric());
+        Selection { metric, higher_is_better: true }
     }
 
     fn heldout(&self, state: &State<B>, samples: &[Sample]) -> Result<Map<String, Value>, TrainError> {

@@ -87,6 +87,7 @@ fn lora_on_an_xsum_slice_lowers_the_heldout_loss() {
         config: RunConfig { training, method: MethodConfig::Lora },
         budget: 4,
         seed: 3,
+        selection_metric: None,
         dataset: xsum_slice(12, 6),
         assets_dir: assets_dir(),
         work_dir: dir.path().to_path_buf(),
@@ -389,7 +390,8 @@ fn every_adaptive_method_trains_the_decoder_within_its_budget() {
             config: RunConfig { training, method },
             budget: budget as u32,
             seed: 9,
-            dataset: xsum_slice(8, 2),
+            selection_metric: None,
+        dataset: xsum_slice(8, 2),
             assets_dir: assets_dir(),
             work_dir: dir.path().to_path_buf(),
         };

@@ -68,6 +68,7 @@ fn job(method: MethodConfig, work_dir: &Path, max_steps: u64) -> TrainJob {
         config: RunConfig { training, method },
         budget: 2,
         seed: 7,
+        selection_metric: None,
         dataset: sentiment(),
         assets_dir: assets_dir(),
         work_dir: work_dir.to_path_buf(),

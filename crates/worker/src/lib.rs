@@ -393,6 +393,7 @@ async fn prepare(pool: &Pool, store: &ArtifactStore, cfg: &WorkerConfig, lease: 
         budget: run.budget as u32,
         seed: run.seed as u64,
         dataset: parsed,
+        selection_metric: Some(ds.primary_metric.clone()),
         assets_dir: cfg.assets_dir.clone(),
         work_dir,
     })

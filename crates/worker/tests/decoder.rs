@@ -61,7 +61,7 @@ async fn a_decoder_instruction_run_finishes_with_rouge_and_loss_stored() {
         &db.pool,
         &datasets::NewDataset {
             id: Uuid::new_v4(),
-            team_id: team.id,
+            team_id: Some(team.id),
             name: "instructions".into(),
             task_family: "instruction".into(),
             format: "jsonl".into(),
@@ -73,6 +73,9 @@ async fn a_decoder_instruction_run_finishes_with_rouge_and_loss_stored() {
             sha256: rankfit_store::sha256_hex(rows.as_bytes()),
             uri,
             report: serde_json::to_value(&parsed.report).unwrap(),
+            primary_metric: "rougeL".into(),
+            benchmark: None,
+            suite_id: None,
         },
     )
     .await

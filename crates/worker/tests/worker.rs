@@ -118,7 +118,7 @@ async fn fixture() -> Fixture {
         &db.pool,
         &datasets::NewDataset {
             id: Uuid::new_v4(),
-            team_id: team.id,
+            team_id: Some(team.id),
             name: "d".into(),
             task_family: "classification".into(),
             format: "jsonl".into(),
@@ -130,6 +130,9 @@ async fn fixture() -> Fixture {
             sha256: rankfit_store::sha256_hex(rows.as_bytes()),
             uri,
             report: json!({}),
+            primary_metric: "accuracy".into(),
+            benchmark: None,
+            suite_id: None,
         },
     )
     .await

@@ -17,6 +17,7 @@ mod jsonl;
 mod problems;
 mod record;
 pub mod split;
+pub mod suite;
 mod validate;
 
 pub use glue::GlueTask;

@@ -84,11 +84,43 @@ pub async fn leaderboard(
         .filter(|c| method.is_none_or(|m| c.method == m))
         .filter(|c| p.base_model.as_deref().is_none_or(|m| c.model == m))
         .collect();
-    let primary = family.primary_metric();
+    let primary = dataset.primary_metric.as_str();
     Ok(Json(json!({
         "dataset": { "id": dataset.id, "name": dataset.name, "task_family": dataset.task_family },
         "metric": primary, "higher_is_better": rankfit_domain::task::higher_is_better(primary),
         "split": "test", "selection": "best validation checkpoint of every run; seeds are replicates",
+        "metrics": family.metrics(), "cells": cells,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublicParams {
+    dataset_id: Option<Uuid>,
+}
+
+/// The public leaderboards. Without `dataset_id`: every public dataset with its number of
+/// published runs and teams. With it: that dataset's cells over every team's published
+/// runs (published directly or through a public study), one cell per team × method ×
+/// model × budget with the team's name, aggregated over seeds with intervals; differences
+/// against LoRA pair a team's runs with the same team's LoRA runs, rank groups span teams.
+pub async fn public_leaderboard(State(st): State<AppState>, Auth(_team): Auth, QueryParams(p): QueryParams<PublicParams>) -> ApiResult<Json<Value>> {
+    let Some(dataset_id) = p.dataset_id else {
+        return Ok(Json(json!({ "boards": rankfit_store::studies::public_boards(&st.pool).await? })));
+    };
+    let dataset = datasets::get_any(&st.pool, dataset_id)
+        .await
+        .ok()
+        .filter(|d| d.is_public())
+        .ok_or_else(|| AppError::not_found("public dataset"))?;
+    let family = TaskFamily::parse(&dataset.task_family).ok_or_else(|| AppError::internal("unknown task family"))?;
+    let rows = rankfit_store::studies::public_results(&st.pool, dataset.id).await?;
+    let cells = super::studies::cells_of(&st, rows).await?;
+    let primary = dataset.primary_metric.as_str();
+    Ok(Json(json!({
+        "dataset": { "id": dataset.id, "name": dataset.name, "task_family": dataset.task_family, "benchmark": dataset.benchmark },
+        "metric": primary, "higher_is_better": rankfit_domain::task::higher_is_better(primary),
+        "split": "test", "selection": "best validation checkpoint of every published run; seeds are replicates; cells are per team",
         "metrics": family.metrics(), "cells": cells,
     })))
 }

@@ -145,24 +145,8 @@ pub async fn upload(State(st): State<AppState>, Auth(team): Auth, mp: Multipart)
         DataFormat::BigBench => "json",
     };
     let uri = format!("datasets/{}/{id}.{ext}", team.id);
-    let sha256 = rankfit_store::sha256_hex(&file);
-    let bytes = file.len() as i64;
+    let new = NewDataset::from_parsed(id, Some(team.id), name, &opts, &parsed, &file, uri.clone())?;
     st.artifacts.put(&uri, file).await?;
-    let new = NewDataset {
-        id,
-        team_id: team.id,
-        name,
-        task_family: family.as_str().to_string(),
-        format: format.as_str().to_string(),
-        parse_options: serde_json::to_value(&opts).map_err(AppError::internal)?,
-        label_set: json!(parsed.label_set),
-        row_count: parsed.examples.len() as i64,
-        splits: json!(parsed.report.rows_per_split),
-        bytes,
-        sha256,
-        uri: uri.clone(),
-        report: serde_json::to_value(&parsed.report).map_err(AppError::internal)?,
-    };
     match datasets::insert(&st.pool, &new).await {
         Ok(row) => Ok((StatusCode::CREATED, Json(json!({ "dataset": row })))),
         Err(e) => {
@@ -174,6 +158,7 @@ pub async fn upload(State(st): State<AppState>, Auth(team): Auth, mp: Multipart)
     }
 }
 
+/// The team's datasets, then the public benchmark datasets (`visibility: public`).
 pub async fn list(State(st): State<AppState>, Auth(team): Auth) -> ApiResult<Json<Value>> {
     let rows: Vec<DatasetRow> = datasets::list(&st.pool, team.id).await?;
     Ok(Json(json!({ "datasets": rows })))

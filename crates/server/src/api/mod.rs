@@ -7,6 +7,7 @@ pub(crate) mod estimates;
 mod openapi;
 mod runs;
 pub(crate) mod studies;
+mod suites;
 mod teams;
 
 use axum::extract::DefaultBodyLimit;
@@ -17,7 +18,10 @@ use crate::AppState;
 
 pub fn router(state: AppState) -> Router<AppState> {
     // Uploads enforce their own streaming cap (ServerConfig::max_upload_bytes).
-    let uploads = Router::new().route("/datasets", post(datasets::upload).get(datasets::list)).layer(DefaultBodyLimit::disable());
+    let uploads = Router::new()
+        .route("/datasets", post(datasets::upload).get(datasets::list))
+        .route("/suites", post(suites::upload).get(suites::list))
+        .layer(DefaultBodyLimit::disable());
     Router::new()
         .route("/openapi.json", get(openapi::document))
         .route("/me", get(teams::me))
@@ -27,6 +31,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(uploads)
         .route("/datasets/{id}", get(datasets::get).delete(datasets::delete))
         .route("/datasets/{id}/rows", get(datasets::rows))
+        .route("/suites/{id}", get(suites::get))
         .route("/runs", post(runs::create).get(runs::list))
         .route("/runs/{id}", get(runs::get))
         .route("/runs/{id}/cancel", post(runs::cancel))
@@ -36,15 +41,18 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/runs/{id}/artifacts", get(runs::artifacts))
         .route("/runs/{id}/adapter", get(runs::download_adapter))
         .route("/runs/{id}/predictions", get(runs::predictions))
+        .route("/runs/{id}/publish", post(runs::publish).delete(runs::unpublish))
         .route("/studies", post(studies::create).get(studies::list))
         .route("/studies/{id}", get(studies::get))
         .route("/studies/{id}/cancel", post(studies::cancel))
         .route("/studies/{id}/extend", post(studies::extend))
         .route("/studies/{id}/table", get(studies::table))
         .route("/studies/{id}/events", get(studies::events))
+        .route("/studies/{id}/publish", post(studies::publish).delete(studies::unpublish))
         .route("/models", get(catalog::models))
         .route("/tasks", get(catalog::tasks))
         .route("/leaderboards", get(catalog::leaderboard))
+        .route("/public/leaderboards", get(catalog::public_leaderboard))
         .fallback(|| async { crate::AppError::not_found("API route") })
         .with_state(state)
 }

@@ -41,6 +41,18 @@ pub async fn document() -> Json<Value> {
             },
             "/datasets/{id}": { "get": with_params(op("Get a dataset with its validation report", "datasets"), &id),
                                 "delete": with_params(op("Delete a dataset no run uses", "datasets"), &id) },
+            "/suites": {
+                "post": {
+                    "summary": "Register a GLUE folder as one suite: one dataset per task present (dev file = test split, validation carved from train, each task's metric), all or nothing; problems carry their file and line",
+                    "tags": ["datasets"],
+                    "requestBody": { "content": { "multipart/form-data": { "schema": { "type": "object", "required": ["file"],
+                        "properties": { "file": { "type": "array", "items": { "type": "string", "format": "binary" }, "description": "the folder's files, each named by its path (CoLA/train.tsv), or one .zip" },
+                            "name": { "type": "string" }, "kind": { "enum": ["glue"] } } } } } },
+                    "responses": { "201": { "description": "Created: the suite and its datasets" }, "409": { "$ref": "#/components/responses/Error" }, "413": { "$ref": "#/components/responses/Error" }, "422": { "$ref": "#/components/responses/Error" } }
+                },
+                "get": op("Your suites, then the public ones", "datasets")
+            },
+            "/suites/{id}": { "get": with_params(op("A suite (yours or public) with its datasets and report", "datasets"), &id) },
             "/datasets/{id}/rows": { "get": with_params(op("The examples as every run sees them (same rows, splits, order), as JSON lines; split=train|validation|test keeps one", "datasets"), &[("id", "path", true), ("split", "query", false)]) },
             "/runs": {
                 "post": { "summary": "Queue a run (its estimate is stored with it); dry_run=true returns the estimate only", "tags": ["runs"],
@@ -58,6 +70,8 @@ pub async fn document() -> Json<Value> {
             "/runs/{id}/events": { "get": with_params(op("Server-sent events (status, metrics, ranks, eval, checkpoint, log; and progress, without an id, whenever the worker's report changes); resumable with Last-Event-ID", "runs"), &[("id", "path", true), ("after", "query", false)]) },
             "/runs/{id}/adapter": { "get": with_params(op("Download the adapter: format=peft|lora|merged; streamed, with Content-Length, a strong ETag (the sha256; If-None-Match gives 304) and single byte ranges (Range: bytes=a-b, a-, -n; 206, or 416 when unsatisfiable)", "adapters"), &[("id", "path", true), ("format", "query", false)]) },
             "/runs/{id}/predictions": { "get": with_params(op("Per-example test predictions of the best-validation state: format=jsonl|csv", "runs"), &[("id", "path", true), ("format", "query", false)]) },
+            "/runs/{id}/publish": { "post": with_params(op("Put the run (on a public dataset) on its public leaderboard; 409 for a private dataset", "leaderboards"), &id),
+                                    "delete": with_params(op("Take the run off the public leaderboard", "leaderboards"), &id) },
             "/studies": {
                 "post": { "summary": "Create a study: validate the whole grid (datasets x methods x budgets x seeds) and queue all its runs, or none; dry_run=true returns the study's estimate only", "tags": ["studies"],
                           "parameters": [{ "name": "dry_run", "in": "query", "required": false, "description": "true: validate and return the estimate (steps, time, peak memory, basis, error band) without creating anything", "schema": { "type": "boolean" } }],
@@ -70,6 +84,10 @@ pub async fn document() -> Json<Value> {
             "/studies/{id}/extend": { "post": with_params(op("Add budgets, seeds, methods or datasets; existing grid points are not rerun", "studies"), &id) },
             "/studies/{id}/table": { "get": with_params(op("The paper table (method x budget rows, dataset columns, mean ± std, Avg, best group): format=json|csv|md|tex", "studies"), &[("id", "path", true), ("format", "query", false)]) },
             "/studies/{id}/events": { "get": with_params(op("Server-sent `grid` events with the study's progress and grid until every run finished", "studies"), &id) },
+            "/studies/{id}/publish": { "post": with_params(op("Publish the study: its runs on public datasets go on those datasets' public leaderboards", "leaderboards"), &id),
+                                       "delete": with_params(op("Make the study private to the team again", "leaderboards"), &id) },
+            "/public/leaderboards": { "get": with_params(op("Without dataset_id: every public dataset with its published runs and teams. With it: every team's published cells (team x method x model x budget) with the team's name, n, mean, std, 95% interval, differences vs the same team's LoRA, rank groups across teams", "leaderboards"),
+                &[("dataset_id", "query", false)]) },
             "/models": { "get": op("Base models", "catalog") },
             "/tasks": { "get": op("Task families, methods, upload formats", "catalog") },
             "/leaderboards": { "get": with_params(op("Cells (method x model x budget) of a dataset aggregated over seeds, with intervals, differences vs LoRA and rank groups", "leaderboards"),

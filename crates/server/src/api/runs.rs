@@ -217,6 +217,25 @@ pub async fn cancel(State(st): State<AppState>, Auth(team): Auth, Path(id): Path
     Ok(Json(json!({ "run": run })))
 }
 
+/// `POST /runs/{id}/publish`: the run goes on its public dataset's public leaderboard.
+pub async fn publish(State(st): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    set_published(&st, team.id, &id, true).await
+}
+
+/// `DELETE /runs/{id}/publish`: off the public leaderboard again.
+pub async fn unpublish(State(st): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    set_published(&st, team.id, &id, false).await
+}
+
+async fn set_published(st: &AppState, team_id: Uuid, raw: &str, publish: bool) -> ApiResult<Json<Value>> {
+    let id = parse_id(raw, "run")?;
+    let run = runs::set_published(&st.pool, team_id, id, publish).await.map_err(|e| match e {
+        StoreError::NotFound => AppError::not_found("run"),
+        other => other.into(),
+    })?;
+    Ok(Json(json!({ "run": run })))
+}
+
 pub async fn metrics(State(st): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let run = owned_run(&st, team.id, &id).await?;
     Ok(Json(json!({ "run_id": run.id, "metrics": runs::metrics(&st.pool, run.id).await? })))

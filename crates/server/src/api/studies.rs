@@ -174,6 +174,19 @@ pub async fn get(State(st): State<AppState>, Auth(team): Auth, Path(id): Path<St
     })))
 }
 
+/// `POST /studies/{id}/publish`: the study's runs on public datasets go on those
+/// datasets' public leaderboards (runs on the team's own datasets stay private).
+pub async fn publish(State(st): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let study = owned_study(&st, team.id, &id).await?;
+    Ok(Json(json!({ "study": studies::set_visibility(&st.pool, team.id, study.id, true).await? })))
+}
+
+/// `DELETE /studies/{id}/publish`: the study is private to the team again.
+pub async fn unpublish(State(st): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let study = owned_study(&st, team.id, &id).await?;
+    Ok(Json(json!({ "study": studies::set_visibility(&st.pool, team.id, study.id, false).await? })))
+}
+
 pub async fn cancel(State(st): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let study = owned_study(&st, team.id, &id).await?;
     let done = studies::cancel(&st.pool, team.id, study.id).await?;
@@ -201,7 +214,12 @@ pub async fn extend(
 
 /// The comparison cells of a study's (or, with no study, a dataset's) succeeded runs.
 pub(crate) async fn cells(st: &AppState, team_id: Uuid, study_id: Option<Uuid>, dataset_id: Option<Uuid>) -> ApiResult<Vec<Cell>> {
-    let rows = studies::results(&st.pool, team_id, study_id, dataset_id).await?;
+    cells_of(st, studies::results(&st.pool, team_id, study_id, dataset_id).await?).await
+}
+
+/// The cells of stored results: predictions loaded, then aggregated (per team when the
+/// rows carry team names, as on public leaderboards).
+pub(crate) async fn cells_of(st: &AppState, rows: Vec<studies::RunResult>) -> ApiResult<Vec<Cell>> {
     let ids: Vec<Uuid> = rows.iter().map(|r| r.run_id).collect();
     let mut predictions = studies::predictions_of_runs(&st.pool, &ids, "test").await?;
     let mut results = Vec::with_capacity(rows.len());
@@ -215,6 +233,8 @@ pub(crate) async fn cells(st: &AppState, team_id: Uuid, study_id: Option<Uuid>, 
             dataset_id: r.dataset_id,
             dataset_name: r.dataset_name,
             family,
+            primary_metric: r.primary_metric,
+            team: r.team_name,
             classes: r.classes.max(0) as usize,
             model: r.base_model_id,
             method,

@@ -8,7 +8,6 @@ use rankfit_domain::comparison::{self, Cell, PairedBy};
 use rankfit_domain::run::Method;
 use rankfit_domain::stats::{IntervalMethod, Summary};
 use rankfit_domain::table::{format_value, PaperTable};
-use rankfit_domain::task::TaskFamily;
 use rankfit_store::{datasets, studies};
 use serde::Deserialize;
 use uuid::Uuid;
@@ -288,6 +287,10 @@ struct StudyPage {
     eta: String,
     cancelled: bool,
     finished: bool,
+    /// Published on the public leaderboards of its public datasets.
+    published: bool,
+    /// How many of its datasets are public (publishing shows only those).
+    public_datasets: usize,
     grid: Vec<GridRow>,
     table: TableView,
     rows: Vec<CellView>,
@@ -303,8 +306,10 @@ pub async fn study_page(State(st): State<AppState>, s: WebSession, Path(id): Pat
     })?;
     let progress = studies::progress(&st.pool, study.id).await?;
     let runs = studies::runs(&st.pool, study.id).await?;
-    let names: std::collections::HashMap<Uuid, String> =
-        datasets::list(&st.pool, s.team.id).await?.into_iter().map(|d| (d.id, d.name)).collect();
+    let visible = datasets::list(&st.pool, s.team.id).await?;
+    let public_ids: std::collections::HashSet<Uuid> = visible.iter().filter(|d| d.is_public()).map(|d| d.id).collect();
+    let public_datasets = runs.iter().map(|r| r.dataset_id).filter(|d| public_ids.contains(d)).collect::<std::collections::HashSet<_>>().len();
+    let names: std::collections::HashMap<Uuid, String> = visible.into_iter().map(|d| (d.id, d.name)).collect();
     let cells = cells(&st, s.team.id, Some(study.id), None).await.map_err(api_error)?;
     let p = progress_json(&progress);
     let page = StudyPage {
@@ -319,6 +324,8 @@ pub async fn study_page(State(st): State<AppState>, s: WebSession, Path(id): Pat
         eta: p["eta_seconds"].as_f64().map(fmt_duration).unwrap_or_else(|| "–".into()),
         cancelled: study.cancelled_at.is_some(),
         finished: progress.queued + progress.running == 0,
+        published: study.visibility == "public",
+        public_datasets,
         grid: grid_cells(&runs)
             .into_iter()
             .map(|g| GridRow {
@@ -387,8 +394,7 @@ pub async fn leaderboard(State(st): State<AppState>, s: WebSession, Query(p): Qu
         plots: Vec::new(),
     };
     if let Some(d) = chosen {
-        let family = TaskFamily::parse(&d.task_family).unwrap_or(TaskFamily::Classification);
-        page.metric = family.primary_metric().to_string();
+        page.metric = d.primary_metric.clone();
         let all = cells(&st, s.team.id, None, Some(d.id)).await.map_err(api_error)?;
         let mut budgets: Vec<u32> = all.iter().map(|c| c.budget).collect();
         budgets.sort_unstable();
@@ -408,5 +414,95 @@ pub async fn leaderboard(State(st): State<AppState>, s: WebSession, Query(p): Qu
         page.rows = views;
         page.plots = plots_of(&shown).into_iter().take(1).collect();
     }
+    Ok(render(page))
+}
+
+// ---------------------------------------------------------------- public leaderboards
+
+/// A public cell: one team's runs of a method on a public dataset.
+pub struct PublicCellView {
+    pub team: String,
+    pub own: bool,
+    pub cell: CellView,
+}
+
+/// A public dataset with its published runs, for the board index.
+pub struct BoardView {
+    pub id: String,
+    pub name: String,
+    pub family: String,
+    pub metric: String,
+    pub benchmark: String,
+    pub runs: i64,
+    pub teams: i64,
+    pub selected: bool,
+}
+
+#[derive(Template)]
+#[template(path = "public_leaderboard.html")]
+struct PublicLeaderboardPage {
+    title: String,
+    nav: Nav,
+    boards: Vec<BoardView>,
+    dataset: Option<BoardView>,
+    rows: Vec<PublicCellView>,
+}
+
+#[derive(Deserialize)]
+pub struct PublicParams {
+    dataset_id: Option<String>,
+}
+
+/// Every team's published cells on a public dataset (runs published directly or through
+/// a public study), with the team's name; the same aggregation as the team leaderboard,
+/// one cell per team × method × model × budget.
+pub async fn public_leaderboard(State(st): State<AppState>, s: WebSession, Query(p): Query<PublicParams>) -> PageResult {
+    let boards = studies::public_boards(&st.pool).await?;
+    let chosen = match opt(&p.dataset_id) {
+        Some(raw) => {
+            let id = parse_uuid(raw, "dataset")?;
+            Some(boards.iter().find(|b| b.dataset_id == id).ok_or_else(|| PageError::not_found("public dataset"))?)
+        }
+        None => boards.iter().find(|b| b.published_runs > 0).or(boards.first()),
+    };
+    let view = |b: &studies::PublicBoard| BoardView {
+        id: b.dataset_id.to_string(),
+        name: b.dataset_name.clone(),
+        family: b.task_family.clone(),
+        metric: b.primary_metric.clone(),
+        benchmark: b.benchmark.clone().unwrap_or_default(),
+        runs: b.published_runs,
+        teams: b.teams,
+        selected: chosen.is_some_and(|c| c.dataset_id == b.dataset_id),
+    };
+    let mut rows = Vec::new();
+    if let Some(b) = chosen {
+        let results = studies::public_results(&st.pool, b.dataset_id).await?;
+        let cells = crate::api::studies::cells_of(&st, results).await.map_err(api_error)?;
+        rows = cells
+            .iter()
+            .map(|c| {
+                let team = c.team.clone().unwrap_or_default();
+                let own = team == s.team.name;
+                let mut cell = cell_view(c);
+                if !own {
+                    // Another team's runs cannot be opened: no links.
+                    cell.runs.clear();
+                }
+                PublicCellView { team, own, cell }
+            })
+            .collect();
+        rows.sort_by(|a, b| {
+            let mean = |v: &CellView| v.mean_sort.parse::<f64>().unwrap_or(f64::NEG_INFINITY);
+            (a.cell.budget, a.cell.rank).cmp(&(b.cell.budget, b.cell.rank)).then(mean(&b.cell).total_cmp(&mean(&a.cell)))
+        });
+    }
+    let page = PublicLeaderboardPage {
+        title: "Public leaderboards".into(),
+        nav: Nav::signed_in(&s, "public"),
+        dataset: chosen.map(view),
+        boards: boards.iter().map(view).collect(),
+        rows,
+    };
     Ok(render(page))
 }

@@ -27,6 +27,10 @@ pub struct DatasetView {
     pub bytes: String,
     pub created: String,
     pub sha_short: String,
+    /// A public benchmark dataset (read-only, shared by every team).
+    pub public: bool,
+    /// The metric its leaderboards rank by.
+    pub metric: String,
 }
 
 pub(super) fn split_counts(splits: &Value) -> Vec<(String, String)> {
@@ -47,6 +51,8 @@ pub(super) fn dataset_view(d: &DatasetRow) -> DatasetView {
         bytes: fmt_bytes(d.bytes),
         created: fmt_time(&d.created_at),
         sha_short: d.sha256.chars().take(12).collect(),
+        public: d.is_public(),
+        metric: d.primary_metric.clone(),
     }
 }
 
@@ -58,6 +64,7 @@ struct DatasetsPage {
     title: String,
     nav: Nav,
     datasets: Vec<DatasetView>,
+    public: Vec<DatasetView>,
     formats: Vec<&'static str>,
     families: Vec<&'static str>,
     max_upload: String,
@@ -69,7 +76,8 @@ pub async fn datasets(State(st): State<AppState>, s: WebSession) -> PageResult {
     Ok(render(DatasetsPage {
         title: "Datasets".into(),
         nav: Nav::signed_in(&s, "datasets"),
-        datasets: rows.iter().map(dataset_view).collect(),
+        datasets: rows.iter().filter(|d| !d.is_public()).map(dataset_view).collect(),
+        public: rows.iter().filter(|d| d.is_public()).map(dataset_view).collect(),
         formats: DataFormat::ALL.iter().map(|f| f.as_str()).collect(),
         families: TaskFamily::ALL.iter().map(|f| f.as_str()).collect(),
         max_upload: fmt_bytes(st.config.max_upload_bytes as i64),

@@ -44,13 +44,14 @@ pub struct NavLink {
 
 impl Nav {
     pub fn signed_in(s: &WebSession, page: &'static str) -> Nav {
-        const LINKS: [(&str, &str, &str); 7] = [
+        const LINKS: [(&str, &str, &str); 8] = [
             ("/", "Dashboard", "dashboard"),
             ("/datasets", "Datasets", "datasets"),
             ("/runs", "Runs", "runs"),
             ("/runs/new", "Launch", "launch"),
             ("/studies", "Studies", "studies"),
             ("/leaderboard", "Leaderboard", "leaderboard"),
+            ("/leaderboard/public", "Public boards", "public"),
             ("/compare", "Compare", "compare"),
         ];
         Nav {
@@ -108,6 +109,7 @@ impl From<StoreError> for PageError {
         match e {
             StoreError::NotFound => PageError::not_found("such item"),
             StoreError::Conflict(m) => PageError::new(StatusCode::CONFLICT, "Conflict", m),
+            StoreError::ReadOnly(m) => PageError::forbidden(m),
             other => {
                 tracing::error!("page error: {other}");
                 PageError::new(
@@ -172,6 +174,7 @@ pub fn router() -> Router<AppState> {
         .route("/studies", get(comparisons::studies_page))
         .route("/studies/{id}", get(comparisons::study_page))
         .route("/leaderboard", get(comparisons::leaderboard))
+        .route("/leaderboard/public", get(comparisons::public_leaderboard))
         .route("/compare", get(compare::compare))
         .fallback(page_not_found)
 }

@@ -272,6 +272,9 @@ struct RunPage {
     warnings: Vec<String>,
     samples: Vec<SampleView>,
     samples_total: usize,
+    /// On a public dataset: can go on its public leaderboard.
+    publishable: bool,
+    published: bool,
 }
 
 pub(super) fn summary_rows(s: &RunSummary) -> Vec<(String, String)> {
@@ -359,6 +362,8 @@ pub async fn run(State(st): State<AppState>, s: WebSession, Path(id): Path<Strin
         summary: summary_rows(&RunSummary::from_value(&r.summary.0)),
         evaluations,
         artifacts,
+        publishable: d.as_ref().is_some_and(|d| d.is_public()),
+        published: r.published_at.is_some(),
         family: d.map(|d| d.task_family).unwrap_or_default(),
         r: view,
     }))
