@@ -8,6 +8,7 @@ import path from "node:path";
 
 const BASE = process.env.BASE_URL;
 const TOKEN = process.env.RANKFIT_TOKEN;
+const RIVAL_TOKEN = process.env.RIVAL_TOKEN;
 const SHOTS = process.env.SCREENSHOT_DIR || "target/e2e-screenshots";
 const PROFILE = process.env.PROFILE_DIR || "target/e2e-chromium-profile";
 const RUN_TIMEOUT_MS = Number(process.env.E2E_RUN_TIMEOUT_S || 900) * 1000;
@@ -93,7 +94,7 @@ await test("sign in with the team token", async () => {
 await test("upload a JSONL dataset with a progress bar and see the validation report", async () => {
   await visit("/datasets");
   await page.getByLabel("File").setInputFiles({ name: "sentiment.jsonl", mimeType: "application/x-ndjson", buffer: Buffer.from(jsonl(60)) });
-  await page.getByLabel("Name").fill("e2e-sentiment");
+  await page.getByLabel("Name", { exact: true }).fill("e2e-sentiment");
   await page.getByRole("button", { name: "Upload and validate" }).click();
   await page.locator("#upload-report").waitFor();
   check(await page.locator("#upload-progress").isVisible(), "progress bar shown");
@@ -108,7 +109,7 @@ await test("upload a JSONL dataset with a progress bar and see the validation re
 await test("a broken file is rejected with line-numbered errors", async () => {
   const bad = jsonl(4) + "{not json\n" + JSON.stringify({ text: "no label here" }) + "\n";
   await page.getByLabel("File").setInputFiles({ name: "broken.jsonl", mimeType: "application/x-ndjson", buffer: Buffer.from(bad) });
-  await page.getByLabel("Name").fill("e2e-broken");
+  await page.getByLabel("Name", { exact: true }).fill("e2e-broken");
   await page.getByRole("button", { name: "Upload and validate" }).click();
   await page.locator("#upload-errors").waitFor();
   const text = await page.locator("#upload-errors").textContent();
@@ -267,6 +268,65 @@ await test("launch a study from the page, watch its grid fill, read the table an
   await shot("15-study-done");
   const md = await page.evaluate(async (id) => (await fetch(`/api/v1/studies/${id}/table?format=md`)).text(), state.studyId);
   check(md.includes("LoRA") && md.includes("±"), "the Markdown table downloads");
+});
+
+await test("two teams run studies on a public benchmark, publish them, and both see both on the public leaderboard", async () => {
+  check(RIVAL_TOKEN, "needs the second team's token");
+  const rival = async (method, url, body) => {
+    const r = await fetch(BASE + url, { method, headers: { "Authorization": `Bearer ${RIVAL_TOKEN}`, "Content-Type": "application/json" }, body: body && JSON.stringify(body) });
+    const d = await r.json().catch(() => null);
+    if (!r.ok) throw new Error(`${method} ${url}: HTTP ${r.status} ${JSON.stringify(d)}`);
+    return d;
+  };
+  await visit("/datasets");
+  const name = "BIG-bench (≤60 per task) / epistemic_reasoning";
+  const row = page.locator("#public-datasets tr", { hasText: name });
+  check(await row.count() === 1, "the public benchmark datasets are listed");
+  const href = await row.locator("a").first().getAttribute("href");
+  const publicId = href.split("/").pop();
+  await shot("20-public-datasets");
+  const spec = (n) => ({ name: n, dataset_ids: [publicId], methods: ["lora"], budgets: [2], seeds: 2,
+    training: { max_steps: 4, batch_size: 8, max_seq_len: 32, checkpoint_every: 0 } });
+  // Ours through the page's session; theirs with their token.
+  const ours = await page.evaluate(async (body) => {
+    const csrf = document.querySelector('meta[name="csrf-token"]').content;
+    const r = await fetch("/api/v1/studies", { method: "POST", headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf }, body: JSON.stringify(body) });
+    if (!r.ok) throw new Error("study: HTTP " + r.status + " " + await r.text());
+    return (await r.json()).study.id;
+  }, spec("e2e-public"));
+  const theirs = (await rival("POST", "/api/v1/studies", spec("rival-public"))).study.id;
+  // Both finish (one worker serves every team).
+  const deadline = Date.now() + RUN_TIMEOUT_MS;
+  for (;;) {
+    const d = await rival("GET", `/api/v1/studies/${theirs}`);
+    const mine = await page.evaluate(async (id) => (await (await fetch(`/api/v1/studies/${id}`)).json()).progress, ours);
+    if (d.progress.succeeded === 2 && mine.succeeded === 2) break;
+    check(d.progress.failed + mine.failed === 0, "no run of either study failed");
+    check(Date.now() < deadline, "both studies finish in time");
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  // Nothing is public before publishing.
+  const before = await rival("GET", `/api/v1/public/leaderboards?dataset_id=${publicId}`);
+  check(before.cells.length === 0, "nothing is on the public board before publishing");
+  // We publish from the study page; they publish over the API.
+  await visit(`/studies/${ours}`);
+  await page.getByRole("button", { name: "Publish to public boards" }).click();
+  await page.getByRole("button", { name: "Unpublish" }).waitFor({ timeout: 15_000 });
+  check((await page.locator("#publish-state").textContent()).includes("Published"), "the study page says it is published");
+  await rival("POST", `/api/v1/studies/${theirs}/publish`);
+  // We see both teams on the public leaderboard page …
+  await visit(`/leaderboard/public?dataset_id=${publicId}`);
+  const table = await page.locator("#public-cells").textContent();
+  check(table.includes("e2e-rivals"), "the other team's cell is on the public board");
+  check((await page.locator("#public-cells tbody tr.own").count()) === 1, "our own cell is on it, marked as ours");
+  check((await page.locator("#public-cells tbody tr").count()) === 2, "one cell per team");
+  check(table.includes("±"), "cells carry their spread");
+  await shot("21-public-leaderboard");
+  // … and so do they, over the API, with n and intervals.
+  const board = await rival("GET", `/api/v1/public/leaderboards?dataset_id=${publicId}`);
+  const teams = board.cells.map((c) => c.team).sort();
+  check(JSON.stringify(teams) === JSON.stringify(["e2e", "e2e-rivals"]), "the other team sees both: " + JSON.stringify(teams));
+  check(board.cells.every((c) => c.metrics.accuracy.n === 2 && c.metrics.accuracy.interval), "each cell has n = 2 and an interval");
 });
 
 await test("comparison page for two runs", async () => {

@@ -95,13 +95,18 @@ curl -fsS "$BASE/healthz" >/dev/null 2>&1 || { tail -n 30 "$LOGS/serve.log" >&2;
 TOKEN="$("$BIN" team create e2e --admin 2>>"$LOGS/team.log" | awk '/^token /{print $2}')"
 [ -n "$TOKEN" ] || { cat "$LOGS/team.log" >&2; fail "could not create the e2e team"; }
 
+# A second team, and the public benchmark suite both can run on (small: 60 examples a task).
+RIVAL_TOKEN="$("$BIN" team create e2e-rivals 2>>"$LOGS/team.log" | awk '/^token /{print $2}')"
+[ -n "$RIVAL_TOKEN" ] || { cat "$LOGS/team.log" >&2; fail "could not create the second team"; }
+"$BIN" benchmarks install --max-examples 60 >"$LOGS/benchmarks.log" 2>&1 || { cat "$LOGS/benchmarks.log" >&2; fail "benchmarks install failed"; }
+
 "$BIN" worker --lease-secs 30 >"$LOGS/worker.log" 2>&1 &
 WORKER_PID=$!
 
 echo "e2e: server on $BASE (pid $SERVE_PID), worker pid $WORKER_PID, logs in $LOGS"
 SUMMARY="$OUT/e2e-summary.txt"
 rm -f "$SUMMARY"
-BASE_URL="$BASE" RANKFIT_TOKEN="$TOKEN" SCREENSHOT_DIR="$SHOTS" PROFILE_DIR="$OUT/e2e-chromium-profile" E2E_SUMMARY_FILE="$SUMMARY" \
+BASE_URL="$BASE" RANKFIT_TOKEN="$TOKEN" RIVAL_TOKEN="$RIVAL_TOKEN" SCREENSHOT_DIR="$SHOTS" PROFILE_DIR="$OUT/e2e-chromium-profile" E2E_SUMMARY_FILE="$SUMMARY" \
   node "$E2E/e2e.mjs"
 STATUS=$?
 if [ "$STATUS" -ne 0 ]; then

@@ -8,8 +8,9 @@
 //! | xsum | summarization | BIG-bench gem/xsum, hashed 80/10/10 split |
 //! | instructions | instruction | natural_instructions subtasks (train), held-out subtasks (validation), hhh_alignment (test) |
 //!
-//! Each task keeps its first `max_examples` examples (file order), so the suite is the
-//! same on every installation with the same cap; the cap is part of the suite's name.
+//! Each task keeps its first `max_examples` examples with a non-empty input (file order),
+//! so the suite is the same on every installation with the same cap; the cap is part of
+//! the suite's name.
 
 use std::path::Path;
 
@@ -38,23 +39,33 @@ pub fn suite_name(max_examples: usize) -> String {
     }
 }
 
-fn bigbench(assets_dir: &Path, task: &str, family: TaskFamily) -> anyhow::Result<ParsedDataset> {
+/// A BIG-bench task: its first `max_examples` examples with a non-empty input (some
+/// task files hold a few empty ones, e.g. multiemo), parsed; and how many were dropped.
+fn bigbench(assets_dir: &Path, task: &str, family: TaskFamily, max_examples: usize) -> anyhow::Result<(ParsedDataset, usize)> {
     let path = rankfit_train::assets::ensure_bigbench_task(assets_dir, task)?;
     let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-    dataset::parse(&bytes, &ParseOptions::new(DataFormat::BigBench, family)).map_err(|e| anyhow::anyhow!("BIG-bench {task}: {e}"))
+    let mut raw: serde_json::Value = serde_json::from_slice(&bytes).with_context(|| format!("{} is not JSON", path.display()))?;
+    let examples = raw.get_mut("examples").and_then(|e| e.as_array_mut()).with_context(|| format!("{} has no examples", path.display()))?;
+    let before = examples.len();
+    examples.retain(|e| e.get("input").and_then(|i| i.as_str()).is_some_and(|i| !i.trim().is_empty()));
+    let dropped = before - examples.len();
+    if max_examples > 0 {
+        examples.truncate(max_examples);
+    }
+    let parsed = dataset::parse(&serde_json::to_vec(&raw)?, &ParseOptions::new(DataFormat::BigBench, family))
+        .map_err(|e| anyhow::anyhow!("BIG-bench {task}: {e}"))?;
+    Ok((parsed, dropped))
 }
 
-fn member(key: &str, benchmark: &str, ds: ParsedDataset, max_examples: usize) -> anyhow::Result<SuiteDataset> {
+fn member(key: &str, benchmark: &str, ds: ParsedDataset, note: String) -> anyhow::Result<SuiteDataset> {
     let family = ds.task_family;
-    let total = ds.examples.len();
-    let kept = if max_examples == 0 { total } else { total.min(max_examples) };
-    let (jsonl, options, parsed) = canonical(family, &ds.examples[..kept]).map_err(|e| anyhow::anyhow!("{key}: {e}"))?;
+    let (jsonl, options, parsed) = canonical(family, &ds.examples).map_err(|e| anyhow::anyhow!("{key}: {e}"))?;
     Ok(SuiteDataset {
         key: key.to_string(),
         task_family: family,
         primary_metric: family.primary_metric().to_string(),
         benchmark: benchmark.to_string(),
-        sources: vec![format!("{benchmark}: {kept} of {total} examples, splits {:?}", parsed.report.rows_per_split)],
+        sources: vec![format!("{benchmark}: {} examples{note}, splits {:?}", parsed.examples.len(), parsed.report.rows_per_split)],
         jsonl,
         options,
         parsed,
@@ -63,16 +74,28 @@ fn member(key: &str, benchmark: &str, ds: ParsedDataset, max_examples: usize) ->
 
 /// The suite from the assets (read and validated; nothing stored).
 pub fn builtin_suite(assets_dir: &Path, max_examples: usize) -> anyhow::Result<ParsedSuite> {
+    let note = |dropped: usize| {
+        let cap = if max_examples == 0 { String::new() } else { format!(" (the first {max_examples})") };
+        let empty = if dropped == 0 { String::new() } else { format!(", {dropped} with an empty input left out") };
+        format!("{cap}{empty}")
+    };
     let mut datasets = Vec::new();
     for (task, key) in CLASSIFICATION {
-        let ds = bigbench(assets_dir, task, TaskFamily::Classification)?;
-        datasets.push(member(key, &format!("bigbench/{task}"), ds, max_examples)?);
+        let (ds, dropped) = bigbench(assets_dir, task, TaskFamily::Classification, max_examples)?;
+        datasets.push(member(key, &format!("bigbench/{task}"), ds, note(dropped))?);
     }
-    datasets.push(member("xsum", "bigbench/gem/xsum", bigbench(assets_dir, "gem/xsum", TaskFamily::Summarization)?, max_examples)?);
+    let (xsum, dropped) = bigbench(assets_dir, "gem/xsum", TaskFamily::Summarization, max_examples)?;
+    datasets.push(member("xsum", "bigbench/gem/xsum", xsum, note(dropped))?);
     // The mix caps each subtask itself; hhh_alignment (the test split) is kept whole.
     let per_task = if max_examples == 0 { usize::MAX } else { max_examples };
     let mix = rankfit_train::causal::tasks::instruction_mix(assets_dir, per_task)?;
-    datasets.push(member("instructions", "bigbench/natural_instructions+hhh_alignment", mix, 0)?);
+    let mix_note = format!(" (≤{per_task} per natural_instructions subtask; all of hhh_alignment)");
+    datasets.push(member(
+        "instructions",
+        "bigbench/natural_instructions+hhh_alignment",
+        mix,
+        if max_examples == 0 { String::new() } else { mix_note },
+    )?);
     Ok(ParsedSuite { datasets, ignored: Vec::new() })
 }
 
@@ -90,7 +113,8 @@ pub async fn install(g: &Global, max_examples: usize) -> anyhow::Result<()> {
         let suite = tokio::task::spawn_blocking(move || builtin_suite(&dir, max_examples)).await??;
         let rows = suite.datasets.iter().map(|d| suites::new_dataset(None, &name, d)).collect::<Result<Vec<_>, _>>()?;
         let store = rankfit_store::ArtifactStore::open(&g.artifacts_location())?;
-        let new = NewSuite { id: Uuid::new_v4(), team_id: None, name: name.clone(), kind: "builtin".into(), report: suites::report(&suite) };
+        let new =
+            NewSuite { id: Uuid::new_v4(), team_id: None, name: name.clone(), kind: "builtin".into(), report: suites::report(&suite) };
         let (row, datasets) = suites::create(&db.pool, &store, &new, rows).await?;
         println!("installed the public suite {name:?} ({}):", row.id);
         for d in datasets {

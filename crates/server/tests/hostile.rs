@@ -62,7 +62,13 @@ async fn every_endpoint_hides_another_teams_resources() {
         assert!(!body.to_string().contains(&ds) && !body.to_string().contains(&run), "{method} {path} leaks ids: {body}");
     }
     // Lists filtered by team A's ids stay empty for team B.
-    for path in [format!("/runs?dataset_id={ds}"), "/runs".to_string(), "/datasets".to_string(), "/suites".to_string(), "/public/leaderboards".to_string()] {
+    for path in [
+        format!("/runs?dataset_id={ds}"),
+        "/runs".to_string(),
+        "/datasets".to_string(),
+        "/suites".to_string(),
+        "/public/leaderboards".to_string(),
+    ] {
         let (status, body) = api.get(&b, &path).await;
         assert_eq!(status, StatusCode::OK, "{path}: {body}");
         assert!(!body.to_string().contains(&ds), "{path} shows team A's dataset: {body}");

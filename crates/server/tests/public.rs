@@ -106,7 +106,10 @@ async fn a_glue_folder_registers_nine_datasets_with_their_metrics_or_nothing() {
     // A name the team already used: nothing is created either (rows roll back, files go).
     let (status, body) = upload_suite(&api, &a, "GLUE", &sample_glue_folder()).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
-    assert_eq!((api.count("suite").await, api.count("dataset").await, api.stored_files().len()), (suites_before, datasets_before, files_before));
+    assert_eq!(
+        (api.count("suite").await, api.count("dataset").await, api.stored_files().len()),
+        (suites_before, datasets_before, files_before)
+    );
 
     let (status, body) = upload_suite(&api, &a, "nothing", &[SuiteFile { path: "readme.txt".into(), bytes: b"hi".to_vec() }]).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
@@ -117,7 +120,10 @@ async fn a_glue_folder_registers_nine_datasets_with_their_metrics_or_nothing() {
 async fn public_dataset(api: &Api) -> String {
     let examples = rankfit_domain::dataset::parse(
         sentiment_jsonl(40).as_bytes(),
-        &rankfit_domain::dataset::ParseOptions::new(rankfit_domain::dataset::DataFormat::Jsonl, rankfit_domain::task::TaskFamily::Classification),
+        &rankfit_domain::dataset::ParseOptions::new(
+            rankfit_domain::dataset::DataFormat::Jsonl,
+            rankfit_domain::task::TaskFamily::Classification,
+        ),
     )
     .unwrap()
     .examples;
@@ -155,7 +161,9 @@ async fn finish_next(api: &Api, right_for: impl Fn(&rankfit_store::runs::RunRow)
         .collect();
     let acc = right as f64 / 20.0;
     assert!(studies::record_predictions(&api.db.pool, r.id, lease.token, "test", &preds).await.unwrap());
-    assert!(events::record_evaluation(&api.db.pool, r.id, lease.token, "test", &json!({"accuracy": acc, "f1": acc, "mcc": 0.0})).await.unwrap());
+    assert!(events::record_evaluation(&api.db.pool, r.id, lease.token, "test", &json!({"accuracy": acc, "f1": acc, "mcc": 0.0}))
+        .await
+        .unwrap());
     let summary = json!({"final_ranks": [["layer.0.query", 4]]});
     assert!(queue::finish(&api.db.pool, r.id, lease.token, &queue::Outcome::Succeeded { summary }).await.unwrap());
     r.id
@@ -234,7 +242,9 @@ async fn teams_share_public_datasets_and_see_each_others_published_results_only(
         let cells = got["cells"].as_array().unwrap();
         let keys: Vec<(String, String, u64)> = cells
             .iter()
-            .map(|c| (c["method"].as_str().unwrap().into(), c["team"].as_str().unwrap().into(), c["metrics"]["accuracy"]["n"].as_u64().unwrap()))
+            .map(|c| {
+                (c["method"].as_str().unwrap().into(), c["team"].as_str().unwrap().into(), c["metrics"]["accuracy"]["n"].as_u64().unwrap())
+            })
             .collect();
         assert_eq!(keys, [("lora".into(), "alpha".into(), 2), ("lora".into(), "beta".into(), 1), ("adalora".into(), "alpha".into(), 2)]);
         for c in cells {

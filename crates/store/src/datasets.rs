@@ -173,7 +173,8 @@ pub async fn get_any(pool: &PgPool, id: Uuid) -> Result<DatasetRow> {
 /// Deletes one of the team's datasets that no run uses; returns its artifact uri so the
 /// caller removes the file. A public dataset is ReadOnly.
 pub async fn delete(pool: &PgPool, team_id: Uuid, id: Uuid) -> Result<String> {
-    let public: Option<i32> = sqlx::query_scalar("select 1 from dataset where id = $1 and team_id is null").bind(id).fetch_optional(pool).await?;
+    let public: Option<i32> =
+        sqlx::query_scalar("select 1 from dataset where id = $1 and team_id is null").bind(id).fetch_optional(pool).await?;
     if public.is_some() {
         return Err(StoreError::ReadOnly("public benchmark datasets are read-only; nobody can change or delete them".into()));
     }

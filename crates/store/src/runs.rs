@@ -319,13 +319,12 @@ pub async fn progress(pool: &PgPool, run_id: Uuid) -> Result<Option<serde_json::
 /// takes it off. Only runs on public datasets can be published: a team's own datasets have
 /// no public leaderboard.
 pub async fn set_published(pool: &PgPool, team_id: Uuid, id: Uuid, publish: bool) -> Result<RunRow> {
-    let public: Option<bool> = sqlx::query_scalar(
-        "select d.team_id is null from run r join dataset d on d.id = r.dataset_id where r.id = $1 and r.team_id = $2",
-    )
-    .bind(id)
-    .bind(team_id)
-    .fetch_optional(pool)
-    .await?;
+    let public: Option<bool> =
+        sqlx::query_scalar("select d.team_id is null from run r join dataset d on d.id = r.dataset_id where r.id = $1 and r.team_id = $2")
+            .bind(id)
+            .bind(team_id)
+            .fetch_optional(pool)
+            .await?;
     match public {
         None => return Err(StoreError::NotFound),
         Some(false) if publish => {

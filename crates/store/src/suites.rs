@@ -53,17 +53,16 @@ pub async fn create(
             written.push(d.uri.clone());
         }
         let mut tx = pool.begin().await?;
-        let row: SuiteRow = sqlx::query_as(&format!(
-            "insert into suite (id, team_id, name, kind, report) values ($1, $2, $3, $4, $5) returning {COLS}"
-        ))
-        .bind(suite.id)
-        .bind(suite.team_id)
-        .bind(&suite.name)
-        .bind(&suite.kind)
-        .bind(Json(&suite.report))
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|e| conflict_on_unique(e, &format!("a suite named {:?} already exists", suite.name)))?;
+        let row: SuiteRow =
+            sqlx::query_as(&format!("insert into suite (id, team_id, name, kind, report) values ($1, $2, $3, $4, $5) returning {COLS}"))
+                .bind(suite.id)
+                .bind(suite.team_id)
+                .bind(&suite.name)
+                .bind(&suite.kind)
+                .bind(Json(&suite.report))
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| conflict_on_unique(e, &format!("a suite named {:?} already exists", suite.name)))?;
         let mut rows = Vec::with_capacity(datasets.len());
         for (d, _) in &datasets {
             let d = NewDataset { team_id: suite.team_id, suite_id: Some(suite.id), ..d.clone() };
@@ -110,14 +109,15 @@ pub async fn get(pool: &PgPool, team_id: Uuid, id: Uuid) -> Result<(SuiteRow, Ve
 
 /// The public suite named `name`, if installed.
 pub async fn find_public(pool: &PgPool, name: &str) -> Result<Option<SuiteRow>> {
-    Ok(sqlx::query_as(&format!("select {COLS} from suite where team_id is null and name = $1"))
-        .bind(name)
-        .fetch_optional(pool)
-        .await?)
+    Ok(sqlx::query_as(&format!("select {COLS} from suite where team_id is null and name = $1")).bind(name).fetch_optional(pool).await?)
 }
 
 /// The row and file of one dataset of a parsed suite, named `<suite> / <key>`.
-pub fn new_dataset(team_id: Option<Uuid>, suite_name: &str, d: &rankfit_domain::dataset::suite::SuiteDataset) -> Result<(NewDataset, bytes::Bytes)> {
+pub fn new_dataset(
+    team_id: Option<Uuid>,
+    suite_name: &str,
+    d: &rankfit_domain::dataset::suite::SuiteDataset,
+) -> Result<(NewDataset, bytes::Bytes)> {
     let id = Uuid::new_v4();
     let owner = team_id.map_or_else(|| "public".to_string(), |t| t.to_string());
     let uri = format!("datasets/{owner}/{id}.jsonl");

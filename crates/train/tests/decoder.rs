@@ -391,7 +391,7 @@ fn every_adaptive_method_trains_the_decoder_within_its_budget() {
             budget: budget as u32,
             seed: 9,
             selection_metric: None,
-        dataset: xsum_slice(8, 2),
+            dataset: xsum_slice(8, 2),
             assets_dir: assets_dir(),
             work_dir: dir.path().to_path_buf(),
         };

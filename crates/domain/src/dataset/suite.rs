@@ -245,11 +245,9 @@ fn glue_task(task: GlueTask, named: &BTreeMap<String, &SuiteFile>, ignored: &mut
     }
     for (name, present, parsed) in extras {
         match (present, parsed) {
-            (true, Some((path, p))) => ignored.push(format!(
-                "{path}: {} rows validated, not stored ({} is scored on {dev_name})",
-                p.examples.len(),
-                task.folder()
-            )),
+            (true, Some((path, p))) => {
+                ignored.push(format!("{path}: {} rows validated, not stored ({} is scored on {dev_name})", p.examples.len(), task.folder()))
+            }
             _ => ignored.push(format!("{}/{name}: not in the upload", task.folder())),
         }
     }
@@ -263,7 +261,10 @@ fn glue_task(task: GlueTask, named: &BTreeMap<String, &SuiteFile>, ignored: &mut
     let train_rows = examples.len();
     examples.extend(dev.examples);
     let (jsonl, options, parsed) = canonical(task.task_family(), &examples).map_err(|e| {
-        e.errors.into_iter().map(|e| FileError { file: format!("{} (combined)", task.folder()), line: e.line, message: e.message }).collect::<Vec<_>>()
+        e.errors
+            .into_iter()
+            .map(|e| FileError { file: format!("{} (combined)", task.folder()), line: e.line, message: e.message })
+            .collect::<Vec<_>>()
     })?;
     let val = parsed.split(Split::Validation).count();
     Ok(SuiteDataset {
@@ -324,7 +325,10 @@ pub fn sample_glue_folder() -> Vec<SuiteFile> {
     files.push(file("glue_data/QQP/train.tsv", &format!("{qqp_h}\n{}", rows(&qqp, 20))));
     files.push(file("glue_data/QQP/dev.tsv", &format!("{qqp_h}\n{}", rows(&|i| qqp(i + 100), 6))));
     let sts = |i: usize| {
-        format!("{i}\tmain-captions\tMSRvid\t2012test\t{i:04}\tnone\tnone\tA man plays guitar {i}.\tA person plays music {i}.\t{:.3}", (i % 11) as f64 * 0.457)
+        format!(
+            "{i}\tmain-captions\tMSRvid\t2012test\t{i:04}\tnone\tnone\tA man plays guitar {i}.\tA person plays music {i}.\t{:.3}",
+            (i % 11) as f64 * 0.457
+        )
     };
     let sts_h = "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore";
     files.push(file("glue_data/STS-B/train.tsv", &format!("{sts_h}\n{}", rows(&sts, 20))));
@@ -332,10 +336,15 @@ pub fn sample_glue_folder() -> Vec<SuiteFile> {
     files.push(file("glue_data/STS-B/original/sts-train.tsv", "raw"));
     let labels = ["contradiction", "entailment", "neutral"];
     let mnli_train_h = "index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\tsentence1_parse\tsentence2_parse\tsentence1\tsentence2\tlabel1\tgold_label";
-    let mnli_train = |i: usize| format!("{i}\t{i}\t{i}e\tfiction\t( a )\t( b )\t(ROOT a)\t(ROOT b)\tPremise {i}.\tHypothesis {i}.\t{l}\t{l}", l = labels[i % 3]);
+    let mnli_train = |i: usize| {
+        format!("{i}\t{i}\t{i}e\tfiction\t( a )\t( b )\t(ROOT a)\t(ROOT b)\tPremise {i}.\tHypothesis {i}.\t{l}\t{l}", l = labels[i % 3])
+    };
     let mnli_dev_h = "index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\tsentence1_parse\tsentence2_parse\tsentence1\tsentence2\tlabel1\tlabel2\tlabel3\tlabel4\tlabel5\tgold_label";
     let mnli_dev = |i: usize| {
-        format!("{i}\t{i}\t{i}e\tslate\t( a )\t( b )\t(ROOT a)\t(ROOT b)\tPremise {i}.\tHypothesis {i}.\t{l}\t{l}\t{l}\t{l}\t{l}\t{l}", l = labels[i % 3])
+        format!(
+            "{i}\t{i}\t{i}e\tslate\t( a )\t( b )\t(ROOT a)\t(ROOT b)\tPremise {i}.\tHypothesis {i}.\t{l}\t{l}\t{l}\t{l}\t{l}\t{l}",
+            l = labels[i % 3]
+        )
     };
     files.push(file("glue_data/MNLI/train.tsv", &format!("{mnli_train_h}\n{}", rows(&mnli_train, 21))));
     files.push(file("glue_data/MNLI/dev_matched.tsv", &format!("{mnli_dev_h}\n{}", rows(&|i| mnli_dev(i + 100), 6))));
@@ -421,12 +430,29 @@ mod tests {
 
     #[test]
     fn canonical_jsonl_round_trips_every_family() {
-        let ex = |text_b: Option<&str>, target: Target, split| Example { text_a: "a \"q\" text".into(), text_b: text_b.map(Into::into), target, split };
+        let ex = |text_b: Option<&str>, target: Target, split| Example {
+            text_a: "a \"q\" text".into(),
+            text_b: text_b.map(Into::into),
+            target,
+            split,
+        };
         for (family, examples) in [
-            (TaskFamily::Classification, vec![ex(Some("pair"), Target::Class("x".into()), Split::Train), ex(None, Target::Class("y".into()), Split::Test)]),
-            (TaskFamily::Regression, vec![ex(Some("pair"), Target::Score(1.25), Split::Validation), ex(None, Target::Score(-3.0), Split::Train)]),
-            (TaskFamily::Summarization, vec![ex(None, Target::Text("sum".into()), Split::Train), ex(None, Target::Text("s2".into()), Split::Test)]),
-            (TaskFamily::Instruction, vec![ex(Some("input"), Target::Text("out".into()), Split::Train), ex(None, Target::Text("o".into()), Split::Test)]),
+            (
+                TaskFamily::Classification,
+                vec![ex(Some("pair"), Target::Class("x".into()), Split::Train), ex(None, Target::Class("y".into()), Split::Test)],
+            ),
+            (
+                TaskFamily::Regression,
+                vec![ex(Some("pair"), Target::Score(1.25), Split::Validation), ex(None, Target::Score(-3.0), Split::Train)],
+            ),
+            (
+                TaskFamily::Summarization,
+                vec![ex(None, Target::Text("sum".into()), Split::Train), ex(None, Target::Text("s2".into()), Split::Test)],
+            ),
+            (
+                TaskFamily::Instruction,
+                vec![ex(Some("input"), Target::Text("out".into()), Split::Train), ex(None, Target::Text("o".into()), Split::Test)],
+            ),
         ] {
             let (_, _, parsed) = canonical(family, &examples).unwrap();
             assert_eq!(parsed.examples, examples, "{family}");

@@ -104,7 +104,11 @@ pub struct PublicParams {
 /// runs (published directly or through a public study), one cell per team × method ×
 /// model × budget with the team's name, aggregated over seeds with intervals; differences
 /// against LoRA pair a team's runs with the same team's LoRA runs, rank groups span teams.
-pub async fn public_leaderboard(State(st): State<AppState>, Auth(_team): Auth, QueryParams(p): QueryParams<PublicParams>) -> ApiResult<Json<Value>> {
+pub async fn public_leaderboard(
+    State(st): State<AppState>,
+    Auth(_team): Auth,
+    QueryParams(p): QueryParams<PublicParams>,
+) -> ApiResult<Json<Value>> {
     let Some(dataset_id) = p.dataset_id else {
         return Ok(Json(json!({ "boards": rankfit_store::studies::public_boards(&st.pool).await? })));
     };

@@ -87,8 +87,8 @@ async fn read_form(mut mp: Multipart, cap: usize) -> ApiResult<SuiteForm> {
 /// The `.tsv` members of a zip (directories, `__MACOSX` and other files skipped), with the
 /// unzipped total; a member that unzips past `cap` stops the read (zip bombs).
 fn unzip(bytes: &[u8], cap: usize) -> ApiResult<(Vec<SuiteFile>, usize)> {
-    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes))
-        .map_err(|e| invalid_field("file", format!("not a readable zip archive: {e}")))?;
+    let mut archive =
+        zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| invalid_field("file", format!("not a readable zip archive: {e}")))?;
     let mut files = Vec::new();
     let mut total = 0usize;
     for i in 0..archive.len() {
@@ -126,7 +126,10 @@ pub async fn upload(State(st): State<AppState>, Auth(team): Auth, mp: Multipart)
         return Err(invalid_field("name", "1 to 150 printable characters"));
     }
     if form.files.is_empty() {
-        return Err(invalid_field("file", "no files were attached: send the GLUE folder's files (multipart `file` parts named by their path) or a zip of it"));
+        return Err(invalid_field(
+            "file",
+            "no files were attached: send the GLUE folder's files (multipart `file` parts named by their path) or a zip of it",
+        ));
     }
     let files = form.files;
     let parsed = tokio::task::spawn_blocking(move || suite::parse_glue(&files)).await.map_err(AppError::internal)?.map_err(rejected)?;

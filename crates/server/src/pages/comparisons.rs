@@ -308,7 +308,8 @@ pub async fn study_page(State(st): State<AppState>, s: WebSession, Path(id): Pat
     let runs = studies::runs(&st.pool, study.id).await?;
     let visible = datasets::list(&st.pool, s.team.id).await?;
     let public_ids: std::collections::HashSet<Uuid> = visible.iter().filter(|d| d.is_public()).map(|d| d.id).collect();
-    let public_datasets = runs.iter().map(|r| r.dataset_id).filter(|d| public_ids.contains(d)).collect::<std::collections::HashSet<_>>().len();
+    let public_datasets =
+        runs.iter().map(|r| r.dataset_id).filter(|d| public_ids.contains(d)).collect::<std::collections::HashSet<_>>().len();
     let names: std::collections::HashMap<Uuid, String> = visible.into_iter().map(|d| (d.id, d.name)).collect();
     let cells = cells(&st, s.team.id, Some(study.id), None).await.map_err(api_error)?;
     let p = progress_json(&progress);
