@@ -310,11 +310,11 @@ pub fn sample_glue_folder() -> Vec<SuiteFile> {
     let file = |path: &str, text: &str| SuiteFile { path: path.into(), bytes: text.as_bytes().to_vec() };
     let mut files = Vec::new();
     let rows = |f: &dyn Fn(usize) -> String, n: usize| (0..n).map(f).collect::<Vec<_>>().join("\n");
-    let cola = |i: usize| format!("gj04\t{}\t\tThe sentence number {i} is {}.", i % 2, if i % 2 == 0 { "bad" } else { "good" });
+    let cola = |i: usize| format!("gj04\t{}\t\tThe sentence number {i} is {}.", i % 2, if i.is_multiple_of(2) { "bad" } else { "good" });
     files.push(file("glue_data/CoLA/train.tsv", &rows(&cola, 20)));
     files.push(file("glue_data/CoLA/dev.tsv", &rows(&|i| cola(i + 100), 6)));
     files.push(file("glue_data/CoLA/test.tsv", "index\tsentence\n0\tNo label here."));
-    let sst = |i: usize| format!("a {} film number {i} \t{}", if i % 2 == 0 { "dull" } else { "great" }, i % 2);
+    let sst = |i: usize| format!("a {} film number {i} \t{}", if i.is_multiple_of(2) { "dull" } else { "great" }, i % 2);
     files.push(file("glue_data/SST-2/train.tsv", &format!("sentence\tlabel\n{}", rows(&sst, 20))));
     files.push(file("glue_data/SST-2/dev.tsv", &format!("sentence\tlabel\n{}", rows(&|i| sst(i + 100), 6))));
     let mrpc = |i: usize| format!("{}\t{i}\t{}\tThe firm said {i} \"things.\tThe company said {i} things.", i % 2, i + 1000);
