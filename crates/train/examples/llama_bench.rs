@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use burn::tensor::Tensor;
-use rankfit_train::model::llama::{DecoderInputs, Llama, NoDecoderHook};
+use rankfit_train::model::llama::{DecoderInputs, Llama, NoHook};
 use rankfit_train::model::llama_assets::ensure_smollm2;
 
 type I = burn::backend::NdArray<f32>;
@@ -19,12 +19,12 @@ fn main() -> Result<(), rankfit_train::TrainError> {
     let prompt: Vec<u32> = (0..64).map(|i| 1000 + i * 7).collect();
     let mut cache = model.new_cache();
     let t = Instant::now();
-    let _ = model.next_token_logits(&DecoderInputs::single(&prompt, &dev), &mut cache, &[], &NoDecoderHook).into_data();
+    let _ = model.next_token_logits(&DecoderInputs::single(&prompt, &dev), &mut cache, &[], &NoHook).into_data();
     println!("prefill {} tokens: {:.2?}", prompt.len(), t.elapsed());
     let steps = 16;
     let t = Instant::now();
     for i in 0..steps {
-        let _ = model.next_token_logits(&DecoderInputs::single(&[2000 + i], &dev), &mut cache, &[], &NoDecoderHook).into_data();
+        let _ = model.next_token_logits(&DecoderInputs::single(&[2000 + i], &dev), &mut cache, &[], &NoHook).into_data();
     }
     println!("decode: {:.2?}/token (cache {} → {})", t.elapsed() / steps, prompt.len(), cache.len());
     let x = Tensor::<I, 2>::ones([1, model.config.hidden_size], &dev);

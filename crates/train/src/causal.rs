@@ -43,7 +43,7 @@ use crate::adapters::Adapters;
 use crate::allocator::AblationOracle;
 use crate::export::{AdapterExport, SavedModules, TaskType};
 use crate::fit::{adapter_spec, fit, Selection, Splits, State, Workload};
-use crate::model::llama::{load_smollm2, DecoderHook, DecoderInputs, Llama};
+use crate::model::llama::{load_smollm2, AdapterHook, DecoderInputs, Llama, LlamaSite};
 use crate::model::llama_generate::{greedy, GenerateOptions};
 use crate::model::llama_tokenizer::LlamaTokenizer;
 use crate::params::ParamStore;
@@ -82,7 +82,7 @@ pub fn answer_nll<B: Backend>(
     model: &Llama<B>,
     batch: &CausalBatch,
     params: &[Tensor<B, 2>],
-    hook: &dyn DecoderHook<B>,
+    hook: &dyn AdapterHook<B, LlamaSite>,
     train: bool,
     device: &B::Device,
 ) -> Tensor<B, 1> {
@@ -94,7 +94,7 @@ fn token_nll<B: Backend>(
     model: &Llama<B>,
     batch: &CausalBatch,
     params: &[Tensor<B, 2>],
-    hook: &dyn DecoderHook<B>,
+    hook: &dyn AdapterHook<B, LlamaSite>,
     train: bool,
     device: &B::Device,
 ) -> Tensor<B, 1> {

@@ -28,7 +28,7 @@ use rankfit_train::causal::data::{CausalBatch, CausalSample};
 use rankfit_train::causal::export::write_hf_checkpoint;
 use rankfit_train::causal::{self, tasks, CausalOptions, DecoderOracle};
 use rankfit_train::export::{AdapterExport, ExportMethod, SavedModules, TaskType};
-use rankfit_train::model::llama::{DecoderInputs, Llama, LlamaWeights, NoDecoderHook};
+use rankfit_train::model::llama::{DecoderInputs, Llama, LlamaWeights, NoHook};
 use rankfit_train::model::llama_assets::ensure_smollm2;
 use rankfit_train::model::llama_generate::{greedy, GenerateOptions};
 use rankfit_train::model::weights::HostTensor;
@@ -173,7 +173,7 @@ fn greedy_generation_with_adapters_is_deterministic() {
     assert_eq!(a, b);
     assert!(!a.tokens.is_empty());
     // The adapters take part: the base model's continuation scores differently.
-    let base = greedy(&model, &ids, &opts, &[], &NoDecoderHook, &dev).unwrap();
+    let base = greedy(&model, &ids, &opts, &[], &NoHook, &dev).unwrap();
     assert!((base.logprob - a.logprob).abs() > 1e-6 || base.tokens != a.tokens);
 }
 
@@ -248,7 +248,7 @@ fn peft_loads_our_causal_lm_exports_with_matching_logits() {
     want.insert("adalora_as_lora".into(), serde_json::json!(logits));
 
     let base_logits: Vec<f32> = {
-        let logits: Tensor<I, 3> = model.logits(&DecoderInputs::single(&ids, &dev), &[], &NoDecoderHook, false);
+        let logits: Tensor<I, 3> = model.logits(&DecoderInputs::single(&ids, &dev), &[], &NoHook, false);
         let [_, s, v] = logits.dims();
         logits.narrow(1, s - rows, rows).reshape([rows * v]).into_data().to_vec::<f32>().unwrap()
     };
@@ -306,7 +306,7 @@ fn decoder_oracle_scores_gate_variants_like_masked_forward_passes() {
         let hook = LlamaHook::new(&masked, model.config.num_hidden_layers);
         causal::answer_nll(&model, &batch, &params, &hook, false, &dev).into_scalar() as f64 / batch.tokens() as f64
     };
-    let base = causal::answer_nll(&model, &batch, &params, &NoDecoderHook, false, &dev).into_scalar() as f64 / batch.tokens() as f64;
+    let base = causal::answer_nll(&model, &batch, &params, &NoHook, false, &dev).into_scalar() as f64 / batch.tokens() as f64;
     for (v, gates) in variants.iter().enumerate() {
         let want = masked_loss(gates);
         assert!((got[v] - want).abs() < 1e-4 * want.abs().max(1.0), "variant {v}: oracle {} vs masked pass {want}", got[v]);

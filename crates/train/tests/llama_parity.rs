@@ -11,7 +11,7 @@ use std::time::Instant;
 use burn::tensor::Tensor;
 use common::{assert_close, assets_dir};
 use rankfit_train::model::gguf::{GgufFile, GgufValue};
-use rankfit_train::model::llama::{DecoderHook, DecoderInputs, Llama, LlamaSite, LlamaWeights, NoDecoderHook};
+use rankfit_train::model::llama::{AdapterHook, DecoderInputs, Llama, LlamaSite, LlamaWeights, NoHook};
 use rankfit_train::model::llama_assets::ensure_smollm2;
 use rankfit_train::model::llama_generate::{beam_search, greedy, BeamOptions, GenerateOptions};
 use rankfit_train::model::llama_tokenizer::{ChatMessage, LlamaTokenizer};
@@ -127,7 +127,7 @@ fn logits_match_transformers_on_the_same_dequantized_weights() {
     for (p, case) in fxl["prompts"].as_array().unwrap().iter().enumerate() {
         let ids = u32s(&case["ids"]);
         let t = Instant::now();
-        let logits = model.logits(&DecoderInputs::<I>::single(&ids, &dev), &[], &NoDecoderHook, false);
+        let logits = model.logits(&DecoderInputs::<I>::single(&ids, &dev), &[], &NoHook, false);
         let elapsed = t.elapsed();
         let [_, s, v] = logits.dims();
         assert_eq!(s, ids.len());
@@ -190,7 +190,7 @@ fn greedy_and_beam_generation_match_transformers() {
     assert_eq!(tok.encode_chat(&messages(&g["messages"]), true).unwrap(), prompt);
     let opts = GenerateOptions { max_new_tokens: 20, stop_ids: tok.stop_ids() };
     let t = Instant::now();
-    let first = greedy(model, &prompt, &opts, &[], &NoDecoderHook, &dev).unwrap();
+    let first = greedy(model, &prompt, &opts, &[], &NoHook, &dev).unwrap();
     let elapsed = t.elapsed();
     eprintln!(
         "greedy: {} prompt + {} new tokens in {elapsed:.2?} ({:.1?}/new token incl. prefill): {:?}",
@@ -201,11 +201,11 @@ fn greedy_and_beam_generation_match_transformers() {
     );
     assert_eq!(first.tokens, u32s(&g["greedy"]), "greedy ids");
     assert_eq!(first.stop, None);
-    let again = greedy(model, &prompt, &opts, &[], &NoDecoderHook, &dev).unwrap();
+    let again = greedy(model, &prompt, &opts, &[], &NoHook, &dev).unwrap();
     assert_eq!(again, first, "greedy decoding is deterministic");
 
     let t = Instant::now();
-    let beams = beam_search(model, &prompt, BeamOptions { beams: 3, length_penalty: 1.0 }, &opts, &[], &NoDecoderHook, &dev).unwrap();
+    let beams = beam_search(model, &prompt, BeamOptions { beams: 3, length_penalty: 1.0 }, &opts, &[], &NoHook, &dev).unwrap();
     eprintln!("beam search (3 beams, 20 tokens) in {:.2?}", t.elapsed());
     assert_eq!(beams[0].tokens, u32s(&g["beam3"]), "3-beam ids");
     assert!(beams.windows(2).all(|w| w[0].score >= w[1].score));
@@ -225,7 +225,7 @@ fn hf_safetensors_checkpoint_matches_transformers() {
     let model = Llama::<I>::from_weights(w, &dev).unwrap();
     let want = json("tiny/logits.json");
     let ids = u32s(&want["ids"]);
-    let logits = model.logits(&DecoderInputs::<I>::single(&ids, &dev), &[], &NoDecoderHook, false);
+    let logits = model.logits(&DecoderInputs::<I>::single(&ids, &dev), &[], &NoHook, false);
     let got = logits.clone().into_data().to_vec::<f32>().unwrap();
     let flat: Vec<f64> = want["logits"].as_array().unwrap().iter().flat_map(f64s).collect();
     assert_close(&got, &flat, 1e-4, "tiny llama logits");
@@ -233,10 +233,10 @@ fn hf_safetensors_checkpoint_matches_transformers() {
     // The KV cache gives the same logits one token at a time.
     let v = model.config.vocab_size;
     let mut cache = model.new_cache();
-    let first = model.next_token_logits(&DecoderInputs::<I>::single(&ids[..3], &dev), &mut cache, &[], &NoDecoderHook);
+    let first = model.next_token_logits(&DecoderInputs::<I>::single(&ids[..3], &dev), &mut cache, &[], &NoHook);
     assert_close(&first.into_data().to_vec::<f32>().unwrap(), &flat[2 * v..3 * v], 1e-4, "prefill");
     for (pos, &t) in ids.iter().enumerate().skip(3) {
-        let step = model.next_token_logits(&DecoderInputs::<I>::single(&[t], &dev), &mut cache, &[], &NoDecoderHook);
+        let step = model.next_token_logits(&DecoderInputs::<I>::single(&[t], &dev), &mut cache, &[], &NoHook);
         assert_close(&step.into_data().to_vec::<f32>().unwrap(), &flat[pos * v..(pos + 1) * v], 1e-4, &format!("cached step {pos}"));
     }
     assert_eq!(cache.len(), ids.len());
@@ -248,7 +248,7 @@ fn hf_safetensors_checkpoint_matches_transformers() {
     batch_ids.extend([0u32; 3]);
     let mut mask = vec![1f32; ids.len() + short.len()];
     mask.extend([0f32; 3]);
-    let padded = model.logits(&DecoderInputs::<I>::new(&batch_ids, Some(&mask), 2, ids.len(), &dev), &[], &NoDecoderHook, false);
+    let padded = model.logits(&DecoderInputs::<I>::new(&batch_ids, Some(&mask), 2, ids.len(), &dev), &[], &NoHook, false);
     let rows: Tensor<I, 3> = padded.narrow(0, 1, 1).narrow(1, 0, short.len());
     assert_close(&rows.into_data().to_vec::<f32>().unwrap(), &flat[..short.len() * v], 1e-4, "padded row");
 }
@@ -256,7 +256,7 @@ fn hf_safetensors_checkpoint_matches_transformers() {
 /// A LoRA-style update on layer 0's q_proj: `x A^T B^T` with `params = [A [r, in], B [out, r]]`.
 struct QueryLora;
 
-impl<Bk: burn::tensor::backend::Backend> DecoderHook<Bk> for QueryLora {
+impl<Bk: burn::tensor::backend::Backend> AdapterHook<Bk, LlamaSite> for QueryLora {
     fn delta(&self, layer: usize, site: LlamaSite, x: &Tensor<Bk, 2>, params: &[Tensor<Bk, 2>], _train: bool) -> Option<Tensor<Bk, 2>> {
         (layer == 0 && site == LlamaSite::Query)
             .then(|| x.clone().matmul(params[0].clone().transpose()).matmul(params[1].clone().transpose()))
@@ -278,7 +278,7 @@ fn adapter_hook_gets_gradients_through_the_decoder() {
 
     // B = 0: the adapter changes nothing.
     let zero = [a.clone(), Tensor::zeros([d_out, 4], &dev)];
-    let base = model.logits(&inputs, &[], &NoDecoderHook, false).into_data().to_vec::<f32>().unwrap();
+    let base = model.logits(&inputs, &[], &NoHook, false).into_data().to_vec::<f32>().unwrap();
     let with_zero = model.logits(&inputs, &zero, &QueryLora, false).into_data().to_vec::<f32>().unwrap();
     assert_eq!(base, with_zero);
 

@@ -10,7 +10,7 @@ use rand::rngs::StdRng;
 use super::{adalora, lora, matches_target, variant_delta, Adapter, AdapterKind, AdapterSpec, Adapters, VariantMasks};
 use crate::model::bert::Site;
 use crate::model::dropout;
-use crate::model::llama::{module_path, DecoderHook, LlamaConfig, LlamaSite};
+use crate::model::llama::{module_path, AdapterHook, LlamaConfig, LlamaSite};
 use crate::params::ParamStore;
 use crate::TrainError;
 
@@ -75,7 +75,7 @@ fn adapter_delta<B: Backend>(ad: &Adapter, x: &Tensor<B, 2>, params: &[Tensor<B,
     }
 }
 
-/// [`DecoderHook`] over a set of decoder adapters: `(layer, site) -> adapter` is rebuilt
+/// [`AdapterHook`] over a set of decoder adapters: `(layer, site) -> adapter` is rebuilt
 /// from the module paths, so it stays right whatever an allocator does to the masks.
 pub struct LlamaHook<'a> {
     adapters: &'a Adapters,
@@ -106,14 +106,14 @@ impl<'a> LlamaHook<'a> {
     }
 }
 
-impl<B: Backend> DecoderHook<B> for LlamaHook<'_> {
+impl<B: Backend> AdapterHook<B, LlamaSite> for LlamaHook<'_> {
     fn delta(&self, layer: usize, site: LlamaSite, x: &Tensor<B, 2>, params: &[Tensor<B, 2>], train: bool) -> Option<Tensor<B, 2>> {
         let idx = self.index.get(layer * LlamaSite::ALL.len() + site.index()).copied().flatten()?;
         Some(adapter_delta(&self.adapters.list[idx], x, params, self.adapters.dropout, train))
     }
 }
 
-/// A [`DecoderHook`] applying [`VariantMasks`]: the batch holds one copy per variant of the
+/// A [`AdapterHook`] applying [`VariantMasks`]: the batch holds one copy per variant of the
 /// adapters' gates, copy `v` gated by `variants[v]` (ablation scoring; no dropout).
 pub struct LlamaVariantHook<'a, B: Backend> {
     adapters: &'a Adapters,
@@ -128,7 +128,7 @@ impl<'a, B: Backend> LlamaVariantHook<'a, B> {
     }
 }
 
-impl<B: Backend> DecoderHook<B> for LlamaVariantHook<'_, B> {
+impl<B: Backend> AdapterHook<B, LlamaSite> for LlamaVariantHook<'_, B> {
     fn delta(&self, layer: usize, site: LlamaSite, x: &Tensor<B, 2>, params: &[Tensor<B, 2>], _train: bool) -> Option<Tensor<B, 2>> {
         let idx = self.index.get(layer * LlamaSite::ALL.len() + site.index()).copied().flatten()?;
         Some(variant_delta(&self.adapters.list[idx], x.clone(), params, &self.masks.rows[idx]))

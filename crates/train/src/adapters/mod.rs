@@ -16,7 +16,7 @@ use burn::tensor::{Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::Rng;
 
-use crate::model::bert::{module_path, BertConfig, LinearHook, Site};
+use crate::model::bert::{module_path, AdapterHook, BertConfig, Site};
 use crate::model::dropout;
 use crate::model::weights::HostTensor;
 use crate::params::{AdamW, ParamStore};
@@ -371,20 +371,20 @@ pub fn variant_delta<B: Backend>(ad: &Adapter, x: Tensor<B, 2>, params: &[Tensor
     (h * gates.clone()).matmul(params[ad.b].clone().transpose()) * ad.scale
 }
 
-/// A [`LinearHook`] applying [`VariantMasks`] (BERT encoder; no dropout).
+/// A [`AdapterHook`] applying [`VariantMasks`] (BERT encoder; no dropout).
 pub struct VariantHook<'a, B: Backend> {
     pub adapters: &'a Adapters,
     pub masks: VariantMasks<B>,
 }
 
-impl<B: Backend> LinearHook<B> for VariantHook<'_, B> {
+impl<B: Backend> AdapterHook<B, Site> for VariantHook<'_, B> {
     fn delta(&self, layer: usize, site: Site, x: &Tensor<B, 2>, params: &[Tensor<B, 2>], _train: bool) -> Option<Tensor<B, 2>> {
         let idx = self.adapters.index_of(layer, site)?;
         Some(variant_delta(&self.adapters.list[idx], x.clone(), params, &self.masks.rows[idx]))
     }
 }
 
-impl<B: Backend> LinearHook<B> for Adapters {
+impl<B: Backend> AdapterHook<B, Site> for Adapters {
     fn delta(&self, layer: usize, site: Site, x: &Tensor<B, 2>, params: &[Tensor<B, 2>], train: bool) -> Option<Tensor<B, 2>> {
         let idx = self.index_of(layer, site)?;
         let ad = &self.list[idx];

@@ -121,20 +121,7 @@ pub fn module_path(layer: usize, site: Site) -> String {
     format!("bert.encoder.layer.{layer}.{}", site.suffix())
 }
 
-/// Adds a low-rank update to a frozen linear layer's output.
-pub trait LinearHook<B: Backend> {
-    /// The update for `x [n, in]` at `(layer, site)`, or None when the site is not adapted.
-    fn delta(&self, layer: usize, site: Site, x: &Tensor<B, 2>, params: &[Tensor<B, 2>], train: bool) -> Option<Tensor<B, 2>>;
-}
-
-/// No adapters at all.
-pub struct NoHook;
-
-impl<B: Backend> LinearHook<B> for NoHook {
-    fn delta(&self, _: usize, _: Site, _: &Tensor<B, 2>, _: &[Tensor<B, 2>], _: bool) -> Option<Tensor<B, 2>> {
-        None
-    }
-}
+pub use super::{AdapterHook, NoHook};
 
 struct Dense<B: Backend> {
     /// `W^T`, `[in, out]`.
@@ -245,7 +232,7 @@ impl<B: Backend> Bert<B> {
     }
 
     /// Last hidden states `[batch, seq, hidden]`.
-    pub fn encode(&self, inp: &Inputs<B>, params: &[Tensor<B, 2>], hook: &dyn LinearHook<B>, train: bool) -> Tensor<B, 3> {
+    pub fn encode(&self, inp: &Inputs<B>, params: &[Tensor<B, 2>], hook: &dyn AdapterHook<B, Site>, train: bool) -> Tensor<B, 3> {
         let cfg = &self.config;
         let (b, s, h) = (inp.batch, inp.seq, cfg.hidden_size);
         let heads = cfg.num_attention_heads;
@@ -291,7 +278,7 @@ impl<B: Backend> Bert<B> {
         inp: &Inputs<B>,
         params: &[Tensor<B, 2>],
         head: &HeadParams,
-        hook: &dyn LinearHook<B>,
+        hook: &dyn AdapterHook<B, Site>,
         train: bool,
     ) -> Tensor<B, 2> {
         let hidden = self.encode(inp, params, hook, train);

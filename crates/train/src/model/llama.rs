@@ -11,7 +11,7 @@
 //! (`model.layers.0.self_attn.q_proj.weight`, ...), which adapters and merged exports use too.
 //!
 //! As in [`super::bert`], the backbone is frozen constants; adapters add their update through
-//! a [`DecoderHook`] reading the trainable tensors passed to every forward.
+//! a [`AdapterHook`] reading the trainable tensors passed to every forward.
 
 use std::collections::{BTreeSet, HashMap};
 use std::f64::consts::PI;
@@ -337,20 +337,7 @@ pub fn module_path(layer: usize, site: LlamaSite) -> String {
     format!("model.layers.{layer}.{}", site.suffix())
 }
 
-/// Adds a low-rank update to a frozen linear layer's output.
-pub trait DecoderHook<B: Backend> {
-    /// The update for `x [n, in]` at `(layer, site)`, or None when the site is not adapted.
-    fn delta(&self, layer: usize, site: LlamaSite, x: &Tensor<B, 2>, params: &[Tensor<B, 2>], train: bool) -> Option<Tensor<B, 2>>;
-}
-
-/// No adapters at all.
-pub struct NoDecoderHook;
-
-impl<B: Backend> DecoderHook<B> for NoDecoderHook {
-    fn delta(&self, _: usize, _: LlamaSite, _: &Tensor<B, 2>, _: &[Tensor<B, 2>], _: bool) -> Option<Tensor<B, 2>> {
-        None
-    }
-}
+pub use super::{AdapterHook, NoHook};
 
 /// Host-side weights with HF names, plus the config; what both loaders produce.
 #[derive(Debug, Clone)]
@@ -658,7 +645,7 @@ impl<B: Backend> Llama<B> {
         inp: &DecoderInputs<B>,
         cache: Option<&mut KvCache<B>>,
         params: &[Tensor<B, 2>],
-        hook: &dyn DecoderHook<B>,
+        hook: &dyn AdapterHook<B, LlamaSite>,
         train: bool,
     ) -> Tensor<B, 3> {
         let cfg = &self.config;
@@ -754,7 +741,13 @@ impl<B: Backend> Llama<B> {
     }
 
     /// Logits of every position, `[batch, seq, vocab]`.
-    pub fn logits(&self, inp: &DecoderInputs<B>, params: &[Tensor<B, 2>], hook: &dyn DecoderHook<B>, train: bool) -> Tensor<B, 3> {
+    pub fn logits(
+        &self,
+        inp: &DecoderInputs<B>,
+        params: &[Tensor<B, 2>],
+        hook: &dyn AdapterHook<B, LlamaSite>,
+        train: bool,
+    ) -> Tensor<B, 3> {
         let hidden = self.forward_hidden(inp, None, params, hook, train);
         let [b, s, h] = hidden.dims();
         self.lm_head(hidden.reshape([b * s, h])).reshape([b, s, self.config.vocab_size])
@@ -766,7 +759,7 @@ impl<B: Backend> Llama<B> {
         inp: &DecoderInputs<B>,
         cache: &mut KvCache<B>,
         params: &[Tensor<B, 2>],
-        hook: &dyn DecoderHook<B>,
+        hook: &dyn AdapterHook<B, LlamaSite>,
     ) -> Tensor<B, 2> {
         let hidden = self.forward_hidden(inp, Some(cache), params, hook, false);
         let [b, s, h] = hidden.dims();

@@ -10,7 +10,7 @@
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
-use super::llama::{DecoderHook, DecoderInputs, KvCache, Llama};
+use super::llama::{AdapterHook, DecoderInputs, KvCache, Llama, LlamaSite};
 use crate::TrainError;
 
 /// Limits of one generation.
@@ -66,7 +66,7 @@ pub fn greedy<B: Backend>(
     prompt: &[u32],
     opts: &GenerateOptions,
     params: &[Tensor<B, 2>],
-    hook: &dyn DecoderHook<B>,
+    hook: &dyn AdapterHook<B, LlamaSite>,
     device: &B::Device,
 ) -> Result<Generation, TrainError> {
     check_prompt(model, prompt)?;
@@ -117,7 +117,7 @@ pub fn beam_search<B: Backend>(
     beam: BeamOptions,
     opts: &GenerateOptions,
     params: &[Tensor<B, 2>],
-    hook: &dyn DecoderHook<B>,
+    hook: &dyn AdapterHook<B, LlamaSite>,
     device: &B::Device,
 ) -> Result<Vec<Generation>, TrainError> {
     check_prompt(model, prompt)?;

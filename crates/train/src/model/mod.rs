@@ -44,6 +44,23 @@ pub fn dropout<B: Backend, const D: usize>(x: Tensor<B, D>, p: f64, train: bool)
 
 pub use fused::layer_norm;
 
+/// Adds a low-rank update to a frozen linear layer's output. One trait for every
+/// architecture, generic over its site type ([`bert::Site`], [`llama::LlamaSite`]): the
+/// adapters, the ablation variants and the no-op all implement it per site type.
+pub trait AdapterHook<B: Backend, S> {
+    /// The update for `x [n, in]` at `(layer, site)`, or None when the site is not adapted.
+    fn delta(&self, layer: usize, site: S, x: &Tensor<B, 2>, params: &[Tensor<B, 2>], train: bool) -> Option<Tensor<B, 2>>;
+}
+
+/// No adapters at all, for any architecture.
+pub struct NoHook;
+
+impl<B: Backend, S> AdapterHook<B, S> for NoHook {
+    fn delta(&self, _: usize, _: S, _: &Tensor<B, 2>, _: &[Tensor<B, 2>], _: bool) -> Option<Tensor<B, 2>> {
+        None
+    }
+}
+
 /// `x [n, in] @ wt [in, out] + b`.
 pub fn affine<B: Backend>(x: Tensor<B, 2>, wt: &Tensor<B, 2>, b: &Tensor<B, 1>) -> Tensor<B, 2> {
     let out = wt.dims()[1];
