@@ -306,7 +306,7 @@ await test("two teams run studies on a public benchmark, publish them, and both 
     await new Promise((r) => setTimeout(r, 1000));
   }
   // Nothing is public before publishing.
-  const before = await rival("GET", `/api/v1/public/leaderboards?dataset_id=${publicId}`);
+  const before = await rival("GET", `/api/v1/public/leaderboards/${publicId}`);
   check(before.cells.length === 0, "nothing is on the public board before publishing");
   // We publish from the study page; they publish over the API.
   await visit(`/studies/${ours}`);
@@ -323,7 +323,7 @@ await test("two teams run studies on a public benchmark, publish them, and both 
   check(table.includes("±"), "cells carry their spread");
   await shot("21-public-leaderboard");
   // … and so do they, over the API, with n and intervals.
-  const board = await rival("GET", `/api/v1/public/leaderboards?dataset_id=${publicId}`);
+  const board = await rival("GET", `/api/v1/public/leaderboards/${publicId}`);
   const teams = board.cells.map((c) => c.team).sort();
   check(JSON.stringify(teams) === JSON.stringify(["e2e", "e2e-rivals"]), "the other team sees both: " + JSON.stringify(teams));
   check(board.cells.every((c) => c.metrics.accuracy.n === 2 && c.metrics.accuracy.interval), "each cell has n = 2 and an interval");

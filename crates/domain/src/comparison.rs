@@ -28,7 +28,7 @@ use crate::table::{PaperTable, TableColumn};
 use crate::task::{higher_is_better, TaskFamily};
 
 /// What a run cost, read from its summary.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunCosts {
     pub trainable_params_end: Option<f64>,
     pub trainable_params_peak: Option<f64>,
@@ -99,7 +99,7 @@ impl Default for Options {
 }
 
 /// How a difference's interval was computed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PairedBy {
     /// Paired t over seeds that both cells ran.
@@ -109,7 +109,7 @@ pub enum PairedBy {
 }
 
 /// A method's difference from LoRA at the same (dataset, model, budget) on the primary metric.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Difference {
     pub baseline: String,
     pub metric: String,
@@ -124,7 +124,7 @@ pub struct Difference {
 pub type CostSummary = RunCosts;
 
 /// A cell: one (dataset, model, method, budget) with its seeds as replicates.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Cell {
     pub dataset_id: Uuid,
     pub dataset_name: String,

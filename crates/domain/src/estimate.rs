@@ -175,7 +175,7 @@ impl DatasetShape {
 }
 
 /// Where an estimate's throughput came from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case", tag = "source")]
 pub enum Basis {
     /// Median of this many finished runs of the model on the device.
@@ -185,7 +185,7 @@ pub enum Basis {
 }
 
 /// A run's predicted cost.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Estimate {
     pub device: String,
     pub steps: u64,
@@ -331,7 +331,7 @@ pub fn expected_device(newest_first: &[Observation]) -> &str {
 }
 
 /// A study's cost: its runs one after another on one worker.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StudyEstimate {
     pub runs: usize,
     pub total_seconds: f64,
@@ -389,7 +389,7 @@ pub fn leave_one_out(runs: &[FinishedRun], device: &str) -> Vec<Option<Estimate>
 }
 
 /// How close past estimates came to the runs' measured wall time.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Accuracy {
     /// Runs with both an estimate and a measured wall time.
     pub runs: usize,

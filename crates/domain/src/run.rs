@@ -47,7 +47,7 @@ impl std::fmt::Display for RunStatus {
 }
 
 /// The five adapter methods (ordered as [`Method::ALL`]: LoRA, the baseline, first).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Method {
     Lora,

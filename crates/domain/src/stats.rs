@@ -287,7 +287,7 @@ pub fn sample_std(xs: &[f64]) -> Option<f64> {
 }
 
 /// How an [`Interval`] was computed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum IntervalMethod {
     /// `mean ± t · s / sqrt(n)` over independent values (e.g. one score per seed).
@@ -297,7 +297,7 @@ pub enum IntervalMethod {
 }
 
 /// A two-sided confidence interval `[lo, hi]` at `level` (e.g. 0.95).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Interval {
     pub lo: f64,
     pub hi: f64,
@@ -434,7 +434,7 @@ fn quantile_linear(sorted: &[f64], q: f64) -> f64 {
 
 /// A sample of per-seed values: its size, mean, sample standard deviation (`None` when
 /// `n < 2`) and Student-t interval for the mean (`None` when `n < 2`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Summary {
     pub n: usize,
     pub mean: f64,

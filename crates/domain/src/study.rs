@@ -19,7 +19,7 @@ pub const MAX_STUDY_RUNS: usize = 2000;
 pub const MAX_SEEDS: usize = 50;
 
 /// Seeds of a study: a count `n` (seeds 1..=n) or an explicit list.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Seeds {
     Count(u32),
@@ -42,7 +42,7 @@ impl Default for Seeds {
 }
 
 /// What a user submits to create a study (`POST /api/v1/studies`, or an experiment file).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StudySpec {
     pub name: String,
@@ -59,9 +59,11 @@ pub struct StudySpec {
     pub base_model: Option<String>,
     /// `training` overrides shared by every run (same fields as a run's `training`).
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub training: Option<serde_json::Value>,
     /// Per-method `method_config` overrides, keyed by method id.
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub method_config: BTreeMap<String, serde_json::Value>,
     #[serde(default)]
     pub priority: i32,
@@ -69,7 +71,7 @@ pub struct StudySpec {
 
 /// More grid points for an existing study: new budgets and/or more seeds (and, optionally,
 /// more methods or datasets). Points that already have a run are not rerun.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StudyExtension {
     #[serde(default)]

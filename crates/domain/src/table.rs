@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::stats::{rank_groups, Interval, IntervalMethod, Summary, DEFAULT_LEVEL};
 
 /// One dataset column and the metric its cells report.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TableColumn {
     pub dataset: String,
     pub metric: String,
@@ -21,7 +21,7 @@ pub struct TableColumn {
 
 /// One cell: the per-seed summary, its rank group within the column, and whether it is in
 /// the best group (`rank == 1`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TableCell {
     pub summary: Summary,
     pub rank: usize,
@@ -30,7 +30,7 @@ pub struct TableCell {
 
 /// One method at one budget, with a cell per column (`None`: no result) and the average
 /// over columns (see [`PaperTable::build`]).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TableRow {
     pub method: String,
     pub budget: u32,
@@ -38,7 +38,7 @@ pub struct TableRow {
     pub avg: Option<f64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PaperTable {
     pub columns: Vec<TableColumn>,
     pub rows: Vec<TableRow>,

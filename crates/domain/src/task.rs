@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// What kind of supervision a dataset carries; decides the head, the loss and the metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskFamily {
     /// Single-label classification (GLUE CoLA, SST-2, MRPC, ..., BIG-bench multiple choice).

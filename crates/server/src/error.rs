@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use rankfit_store::StoreError;
-use serde_json::json;
+
 
 #[derive(Debug)]
 pub struct AppError {
@@ -64,13 +64,28 @@ impl From<StoreError> for AppError {
     }
 }
 
+/// The body of every error response.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code, e.g. `invalid_field`, `not_found`, `read_only`.
+    pub code: String,
+    /// What went wrong and what to do about it.
+    pub message: String,
+    /// Extra detail: the offending `field`, line-numbered `errors`, ...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<serde_json::Value>,
+}
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        let mut body = json!({"code": self.code, "message": self.message});
-        if let Some(d) = self.details {
-            body["details"] = d;
-        }
-        (self.status, Json(json!({ "error": body }))).into_response()
+        let body = ErrorBody { error: ErrorDetail { code: self.code.to_string(), message: self.message, details: self.details } };
+        (self.status, Json(body)).into_response()
     }
 }
 

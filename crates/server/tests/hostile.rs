@@ -46,7 +46,7 @@ async fn every_endpoint_hides_another_teams_resources() {
         (Method::POST, format!("/runs/{run}/publish")),
         (Method::DELETE, format!("/runs/{run}/publish")),
         (Method::GET, format!("/leaderboards?dataset_id={ds}")),
-        (Method::GET, format!("/public/leaderboards?dataset_id={ds}")),
+        (Method::GET, format!("/public/leaderboards/{ds}")),
         (Method::GET, format!("/datasets/{ds}/rows")),
         (Method::DELETE, format!("/tokens/{a_token_id}")),
     ];

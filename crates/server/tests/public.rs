@@ -210,7 +210,7 @@ async fn teams_share_public_datasets_and_see_each_others_published_results_only(
     let board = |token: String| {
         let api = &api;
         let public = public.clone();
-        async move { api.get(&token, &format!("/public/leaderboards?dataset_id={public}")).await }
+        async move { api.get(&token, &format!("/public/leaderboards/{public}")).await }
     };
     let (status, got) = board(a.clone()).await;
     assert_eq!(status, StatusCode::OK, "{got}");
@@ -262,7 +262,7 @@ async fn teams_share_public_datasets_and_see_each_others_published_results_only(
     let entry = index["boards"].as_array().unwrap().iter().find(|x| x["dataset_id"] == public.as_str()).cloned().unwrap();
     assert_eq!((entry["published_runs"].as_i64(), entry["teams"].as_i64()), (Some(5), Some(2)));
     // A private dataset has no public board.
-    assert_eq!(api.get(&b, &format!("/public/leaderboards?dataset_id={private}")).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(api.get(&b, &format!("/public/leaderboards/{private}")).await.0, StatusCode::NOT_FOUND);
 
     // Published runs stay private otherwise: the other team still cannot open them.
     assert_eq!(api.get(&a, &format!("/runs/{beta_run}")).await.0, StatusCode::NOT_FOUND);

@@ -140,7 +140,7 @@ impl ArtifactStore {
     }
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct ArtifactRow {
     pub id: Uuid,
     pub run_id: Uuid,

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::{conflict_on_unique, Result, StoreError};
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct DatasetRow {
     pub id: Uuid,
     /// None for a public dataset.
@@ -23,13 +23,17 @@ pub struct DatasetRow {
     pub name: String,
     pub task_family: String,
     pub format: String,
+    #[schema(value_type = Object)]
     pub parse_options: Json<serde_json::Value>,
+    #[schema(value_type = Vec<String>)]
     pub label_set: Json<serde_json::Value>,
     pub row_count: i64,
+    #[schema(value_type = Object)]
     pub splits: Json<serde_json::Value>,
     pub bytes: i64,
     pub sha256: String,
     pub uri: String,
+    #[schema(value_type = Object)]
     pub report: Json<serde_json::Value>,
     /// The metric leaderboards rank by and checkpoints are selected on.
     pub primary_metric: String,

@@ -6,7 +6,7 @@ use sqlx::PgPool;
 
 use crate::Result;
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct BaseModelRow {
     pub id: String,
     pub name: String,

@@ -10,13 +10,14 @@ use uuid::Uuid;
 
 use crate::{Result, StoreError};
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct RunRow {
     pub id: Uuid,
     pub team_id: Uuid,
     pub dataset_id: Uuid,
     pub base_model_id: String,
     pub method: String,
+    #[schema(value_type = Object)]
     pub config: Json<serde_json::Value>,
     pub budget: i32,
     pub seed: i64,
@@ -35,10 +36,13 @@ pub struct RunRow {
     /// The study this run is a grid point of, if any.
     pub study_id: Option<Uuid>,
     pub error: Option<String>,
+    #[schema(value_type = Object)]
     pub summary: Json<serde_json::Value>,
     /// What the run was estimated to cost when it was queued ([`rankfit_domain::estimate::Estimate`]).
+    #[schema(value_type = Option<Object>)]
     pub estimate: Option<Json<serde_json::Value>>,
     /// Its worker's latest report ([`rankfit_domain::progress::Progress`]).
+    #[schema(value_type = Option<Object>)]
     pub progress: Option<Json<serde_json::Value>>,
     /// When the team put it on its (public) dataset's public leaderboard.
     pub published_at: Option<DateTime<Utc>>,
@@ -218,7 +222,7 @@ pub async fn cancel(pool: &PgPool, team_id: Uuid, id: Uuid) -> Result<RunRow> {
     Ok(updated)
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct MetricPoint {
     pub step: i64,
     pub split: String,
@@ -233,10 +237,11 @@ pub async fn metrics(pool: &PgPool, run_id: Uuid) -> Result<Vec<MetricPoint>> {
         .await?)
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct RankSnapshotRow {
     pub step: i64,
     pub budget: i64,
+    #[schema(value_type = Object)]
     pub ranks: Json<serde_json::Value>,
 }
 
@@ -244,9 +249,10 @@ pub async fn rank_snapshots(pool: &PgPool, run_id: Uuid) -> Result<Vec<RankSnaps
     Ok(sqlx::query_as("select step, budget, ranks from rank_snapshot where run_id = $1 order by step").bind(run_id).fetch_all(pool).await?)
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct EvaluationRow {
     pub split: String,
+    #[schema(value_type = Object)]
     pub metrics: Json<serde_json::Value>,
     pub created_at: DateTime<Utc>,
 }

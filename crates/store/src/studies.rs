@@ -12,11 +12,12 @@ use uuid::Uuid;
 use crate::runs::{insert_tx, NewRun, RunRow, RUN_COLS};
 use crate::{conflict_on_unique, Result, StoreError};
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct StudyRow {
     pub id: Uuid,
     pub team_id: Uuid,
     pub name: String,
+    #[schema(value_type = Object)]
     pub spec: Json<serde_json::Value>,
     pub visibility: String,
     pub cancelled_at: Option<DateTime<Utc>>,
@@ -26,7 +27,7 @@ pub struct StudyRow {
 const STUDY_COLS: &str = "id, team_id, name, spec, visibility, cancelled_at, created_at";
 
 /// Run counts of a study by state.
-#[derive(Debug, Clone, Default, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Default, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Progress {
     pub total: i64,
     pub queued: i64,
@@ -155,7 +156,7 @@ pub async fn runs(pool: &PgPool, id: Uuid) -> Result<Vec<RunRow>> {
 }
 
 /// What cancelling a study did.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
 pub struct Cancelled {
     /// Queued runs cancelled at once.
     pub cancelled: u64,
@@ -279,7 +280,7 @@ pub async fn set_visibility(pool: &PgPool, team_id: Uuid, id: Uuid, public: bool
 
 /// Published runs (directly or through a public study) per public dataset: what the
 /// public leaderboards index shows.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct PublicBoard {
     pub dataset_id: Uuid,
     pub dataset_name: String,

@@ -11,7 +11,7 @@ use crate::artifacts::ArtifactStore;
 use crate::datasets::{self, DatasetRow, NewDataset};
 use crate::{conflict_on_unique, Result, StoreError};
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct SuiteRow {
     pub id: Uuid,
     pub team_id: Option<Uuid>,
@@ -20,6 +20,7 @@ pub struct SuiteRow {
     pub name: String,
     /// `glue` or `builtin`.
     pub kind: String,
+    #[schema(value_type = Object)]
     pub report: Json<serde_json::Value>,
     pub created_at: DateTime<Utc>,
 }

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::{conflict_on_unique, random_secret, Result, StoreError};
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Team {
     pub id: Uuid,
     pub name: String,
@@ -17,7 +17,7 @@ pub struct Team {
 }
 
 /// A freshly issued token; `secret` is shown once and never stored.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct IssuedToken {
     pub id: Uuid,
     pub team_id: Uuid,

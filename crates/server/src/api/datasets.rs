@@ -11,11 +11,46 @@ use bytes::Bytes;
 use rankfit_domain::dataset::{self, DataFormat, ParseOptions, ParsedDataset, Split};
 use rankfit_domain::task::TaskFamily;
 use rankfit_store::datasets::{self, DatasetRow, NewDataset};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::json;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::Auth;
+use crate::error::ErrorBody;
 use crate::{ApiResult, AppError, AppState};
+
+#[derive(Serialize, ToSchema)]
+pub struct DatasetBody {
+    pub dataset: DatasetRow,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DatasetList {
+    /// The team's datasets, newest first, then the public benchmark datasets.
+    pub datasets: Vec<DatasetRow>,
+}
+
+/// The multipart form of an upload (documentation of `POST /datasets`).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct UploadDataset {
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+    /// Defaults to the file name.
+    name: Option<String>,
+    /// jsonl, csv, glue_tsv or bigbench; defaults from the file extension.
+    format: Option<String>,
+    /// classification (default), regression, summarization or instruction.
+    task_family: Option<String>,
+    /// For glue_tsv: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli.
+    glue_task: Option<String>,
+    text_column: Option<String>,
+    text_pair_column: Option<String>,
+    label_column: Option<String>,
+    /// train, validation or test: the split of every row the file does not place.
+    split: Option<String>,
+}
 
 /// The fields of an upload form besides the file.
 #[derive(Default)]
@@ -101,7 +136,10 @@ fn parse_split(s: &str) -> ApiResult<Split> {
     }
 }
 
-pub async fn upload(State(st): State<AppState>, Auth(team): Auth, mp: Multipart) -> ApiResult<(StatusCode, Json<Value>)> {
+/// Upload a dataset; it is validated completely before anything is stored.
+#[utoipa::path(post, path = "/datasets", tag = "datasets", request_body(content = UploadDataset, content_type = "multipart/form-data"),
+    responses((status = 201, body = DatasetBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn upload(State(st): State<AppState>, Auth(team): Auth, mp: Multipart) -> ApiResult<(StatusCode, Json<DatasetBody>)> {
     let form = read_form(mp, st.config.max_upload_bytes).await?;
     let file = form.file.clone().ok_or_else(|| invalid_field("file", "no file was attached (multipart field `file`)"))?;
     if file.is_empty() {
@@ -148,7 +186,7 @@ pub async fn upload(State(st): State<AppState>, Auth(team): Auth, mp: Multipart)
     let new = NewDataset::from_parsed(id, Some(team.id), name, &opts, &parsed, &file, uri.clone())?;
     st.artifacts.put(&uri, file).await?;
     match datasets::insert(&st.pool, &new).await {
-        Ok(row) => Ok((StatusCode::CREATED, Json(json!({ "dataset": row })))),
+        Ok(row) => Ok((StatusCode::CREATED, Json(DatasetBody { dataset: row }))),
         Err(e) => {
             if let Err(cleanup) = st.artifacts.delete(&uri).await {
                 tracing::error!("could not remove {uri} after a failed insert: {cleanup}");
@@ -159,17 +197,23 @@ pub async fn upload(State(st): State<AppState>, Auth(team): Auth, mp: Multipart)
 }
 
 /// The team's datasets, then the public benchmark datasets (`visibility: public`).
-pub async fn list(State(st): State<AppState>, Auth(team): Auth) -> ApiResult<Json<Value>> {
-    let rows: Vec<DatasetRow> = datasets::list(&st.pool, team.id).await?;
-    Ok(Json(json!({ "datasets": rows })))
+#[utoipa::path(get, path = "/datasets", tag = "datasets", responses((status = 200, body = DatasetList)))]
+pub async fn list(State(st): State<AppState>, Auth(team): Auth) -> ApiResult<Json<DatasetList>> {
+    Ok(Json(DatasetList { datasets: datasets::list(&st.pool, team.id).await? }))
 }
 
-pub async fn get(State(st): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+/// A dataset (yours or public) with its validation report.
+#[utoipa::path(get, path = "/datasets/{id}", tag = "datasets", params(("id" = String, Path)),
+    responses((status = 200, body = DatasetBody), (status = 404, body = ErrorBody)))]
+pub async fn get(State(st): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<Json<DatasetBody>> {
     let id = super::parse_id(&id, "dataset")?;
-    let row = datasets::get(&st.pool, team.id, id).await.map_err(not_found)?;
-    Ok(Json(json!({ "dataset": row })))
+    let dataset = datasets::get(&st.pool, team.id, id).await.map_err(not_found)?;
+    Ok(Json(DatasetBody { dataset }))
 }
 
+/// Delete one of your datasets that no run uses (public datasets are read-only: 403).
+#[utoipa::path(delete, path = "/datasets/{id}", tag = "datasets", params(("id" = String, Path)),
+    responses((status = 204, description = "Deleted"), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn delete(State(st): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<StatusCode> {
     let id = super::parse_id(&id, "dataset")?;
     let uri = datasets::delete(&st.pool, team.id, id).await.map_err(not_found)?;
@@ -177,9 +221,11 @@ pub async fn delete(State(st): State<AppState>, Auth(team): Auth, Path(id): Path
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct RowsQuery {
+    /// train, validation or test: keep one split.
     split: Option<String>,
 }
 
@@ -187,6 +233,9 @@ pub struct RowsQuery {
 /// its options: same rows, same split assignment, same order), as JSON lines
 /// `{"text_a", "text_b", "target": {"class" | "score" | "text": ...}, "split"}`; `split`
 /// keeps one split. What a reference implementation needs to train on the same data.
+#[utoipa::path(get, path = "/datasets/{id}/rows", tag = "datasets", params(("id" = String, Path), RowsQuery),
+    responses((status = 200, description = "JSON lines `{text_a, text_b, target, split}`", content_type = "application/x-ndjson", body = String),
+              (status = 404, body = ErrorBody)))]
 pub async fn rows(
     State(st): State<AppState>,
     Auth(team): Auth,

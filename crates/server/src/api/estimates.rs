@@ -45,9 +45,11 @@ impl Fleet {
 }
 
 /// `?dry_run=true` of the create endpoints.
-#[derive(serde::Deserialize, Default)]
+#[derive(serde::Deserialize, Default, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct CreateQuery {
+    /// true: validate and return the estimate (steps, time, peak memory, basis, error band), creating nothing.
     #[serde(default)]
     pub dry_run: bool,
 }

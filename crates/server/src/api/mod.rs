@@ -4,55 +4,75 @@ mod catalog;
 mod datasets;
 mod download;
 pub(crate) mod estimates;
-mod openapi;
+pub mod openapi;
 mod runs;
 pub(crate) mod studies;
 mod suites;
 mod teams;
 
+use std::sync::Arc;
+
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::Router;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::AppState;
 
-pub fn router(state: AppState) -> Router<AppState> {
+/// Every route of the API with its OpenAPI description: a handler is registered only
+/// through `routes!`, which takes its path, method, parameters and responses from the
+/// handler's `#[utoipa::path]`.
+pub fn documented() -> OpenApiRouter<AppState> {
     // Uploads enforce their own streaming cap (ServerConfig::max_upload_bytes).
-    let uploads = Router::new()
-        .route("/datasets", post(datasets::upload).get(datasets::list))
-        .route("/suites", post(suites::upload).get(suites::list))
+    let uploads = OpenApiRouter::new()
+        .routes(routes!(datasets::upload, datasets::list))
+        .routes(routes!(suites::upload, suites::list))
         .layer(DefaultBodyLimit::disable());
-    Router::new()
-        .route("/openapi.json", get(openapi::document))
-        .route("/me", get(teams::me))
-        .route("/teams", post(teams::create).get(teams::list))
-        .route("/tokens", post(teams::issue_token))
-        .route("/tokens/{id}", axum::routing::delete(teams::revoke_token))
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(teams::me))
+        .routes(routes!(teams::create, teams::list))
+        .routes(routes!(teams::issue_token))
+        .routes(routes!(teams::revoke_token))
         .merge(uploads)
-        .route("/datasets/{id}", get(datasets::get).delete(datasets::delete))
-        .route("/datasets/{id}/rows", get(datasets::rows))
-        .route("/suites/{id}", get(suites::get))
-        .route("/runs", post(runs::create).get(runs::list))
-        .route("/runs/{id}", get(runs::get))
-        .route("/runs/{id}/cancel", post(runs::cancel))
-        .route("/runs/{id}/metrics", get(runs::metrics))
-        .route("/runs/{id}/rank-map", get(runs::rank_map))
-        .route("/runs/{id}/events", get(runs::events))
-        .route("/runs/{id}/artifacts", get(runs::artifacts))
-        .route("/runs/{id}/adapter", get(runs::download_adapter))
-        .route("/runs/{id}/predictions", get(runs::predictions))
-        .route("/runs/{id}/publish", post(runs::publish).delete(runs::unpublish))
-        .route("/studies", post(studies::create).get(studies::list))
-        .route("/studies/{id}", get(studies::get))
-        .route("/studies/{id}/cancel", post(studies::cancel))
-        .route("/studies/{id}/extend", post(studies::extend))
-        .route("/studies/{id}/table", get(studies::table))
-        .route("/studies/{id}/events", get(studies::events))
-        .route("/studies/{id}/publish", post(studies::publish).delete(studies::unpublish))
-        .route("/models", get(catalog::models))
-        .route("/tasks", get(catalog::tasks))
-        .route("/leaderboards", get(catalog::leaderboard))
-        .route("/public/leaderboards", get(catalog::public_leaderboard))
+        .routes(routes!(datasets::get, datasets::delete))
+        .routes(routes!(datasets::rows))
+        .routes(routes!(suites::get))
+        .routes(routes!(runs::create, runs::list))
+        .routes(routes!(runs::get))
+        .routes(routes!(runs::cancel))
+        .routes(routes!(runs::publish, runs::unpublish))
+        .routes(routes!(runs::metrics))
+        .routes(routes!(runs::rank_map))
+        .routes(routes!(runs::events))
+        .routes(routes!(runs::artifacts))
+        .routes(routes!(runs::download_adapter))
+        .routes(routes!(runs::predictions))
+        .routes(routes!(studies::create, studies::list))
+        .routes(routes!(studies::get))
+        .routes(routes!(studies::cancel))
+        .routes(routes!(studies::extend))
+        .routes(routes!(studies::publish, studies::unpublish))
+        .routes(routes!(studies::table))
+        .routes(routes!(studies::events))
+        .routes(routes!(catalog::models))
+        .routes(routes!(catalog::tasks))
+        .routes(routes!(catalog::leaderboard))
+        .routes(routes!(catalog::public_boards))
+        .routes(routes!(catalog::public_leaderboard))
+}
+
+/// The OpenAPI document of [`documented`].
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    documented().into_openapi()
+}
+
+pub fn router(state: AppState) -> Router<AppState> {
+    let (api, doc) = documented().split_for_parts();
+    let doc: Arc<str> = doc.to_pretty_json().expect("the OpenAPI document serializes").into();
+    let json = [(axum::http::header::CONTENT_TYPE, "application/json")];
+    api.route("/openapi.json", get(move || std::future::ready((json, doc.to_string()))))
         .fallback(|| async { crate::AppError::not_found("API route") })
         .with_state(state)
 }
@@ -133,8 +153,10 @@ pub(crate) fn file_response(
 }
 
 /// `?format=...` of the download endpoints (adapter, predictions, study table).
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct FormatQuery {
+    /// adapter: peft (default), lora or merged; predictions: jsonl (default) or csv; study table: json (default), csv, md or tex.
     pub format: Option<String>,
 }

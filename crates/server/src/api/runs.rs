@@ -10,7 +10,7 @@ use axum::extract::{Path, State};
 use super::QueryParams;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::Stream;
 use rankfit_domain::artifact::ArtifactKind;
@@ -19,16 +19,70 @@ use rankfit_domain::run::{ConfigError, Method, MethodConfig, RunConfig, RunStatu
 use rankfit_domain::task::TaskFamily;
 use rankfit_store::runs::{self, NewRun, RunFilter};
 use rankfit_store::{artifacts, datasets, events, StoreError};
-use serde::Deserialize;
+use rankfit_domain::estimate::{Accuracy, Estimate};
+use rankfit_store::artifacts::ArtifactRow;
+use rankfit_store::runs::{EvaluationRow, MetricPoint, RankSnapshotRow, RunRow};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::estimates::{CreateQuery, Fleet};
 use super::{parse_id, JsonBody};
 use crate::auth::Auth;
+use crate::error::ErrorBody;
 use crate::{ApiResult, AppError, AppState};
 
-#[derive(Deserialize)]
+#[derive(Serialize, ToSchema)]
+pub struct RunBody {
+    pub run: RunRow,
+}
+
+/// `POST /runs?dry_run=true`: what the run would cost; nothing is created.
+#[derive(Serialize, ToSchema)]
+pub struct RunDryRun {
+    pub dry_run: bool,
+    pub estimate: Estimate,
+    /// How close the fleet's estimates came on its finished runs (null before any).
+    pub estimator_accuracy: Option<Accuracy>,
+    /// The validated config the run would get (defaults filled in).
+    #[schema(value_type = Object)]
+    pub config: Value,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RunList {
+    pub runs: Vec<RunRow>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RunDetail {
+    pub run: RunRow,
+    pub evaluations: Vec<EvaluationRow>,
+    pub artifacts: Vec<ArtifactRow>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RunMetrics {
+    pub run_id: Uuid,
+    pub metrics: Vec<MetricPoint>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RankMap {
+    pub run_id: Uuid,
+    /// The adapted modules in layer order.
+    pub modules: Vec<String>,
+    pub latest: Option<RankSnapshotRow>,
+    pub snapshots: Vec<RankSnapshotRow>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ArtifactList {
+    pub artifacts: Vec<ArtifactRow>,
+}
+
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRun {
     pub(crate) dataset_id: Uuid,
@@ -42,9 +96,13 @@ pub struct CreateRun {
     #[serde(default)]
     pub(crate) priority: i32,
     pub(crate) max_attempts: Option<i32>,
+    /// Training settings (epochs, max_steps, batch_size, learning_rate, max_seq_len, ...).
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub(crate) training: Option<Value>,
+    /// The method's own settings (schedules, budgets); defaults per method.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub(crate) method_config: Option<Value>,
     pub(crate) continue_from: Option<Uuid>,
 }
@@ -130,12 +188,15 @@ pub(crate) fn new_run(team_id: Uuid, dataset: &datasets::DatasetRow, body: &Crea
 
 /// Queues a run, with its estimate stored; `?dry_run=true` validates the same way and
 /// returns the estimate (steps, time, peak memory, basis, error band) without creating anything.
+#[utoipa::path(post, path = "/runs", tag = "runs", params(CreateQuery), request_body = CreateRun,
+    responses((status = 201, body = RunBody, description = "Queued"), (status = 200, body = RunDryRun, description = "Dry run: the estimate"),
+              (status = 422, body = ErrorBody)))]
 pub async fn create(
     State(st): State<AppState>,
     Auth(team): Auth,
     QueryParams(q): QueryParams<CreateQuery>,
     JsonBody(body): JsonBody<CreateRun>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<Response> {
     // The config is checked before the dataset is looked up, so a bad method or budget is
     // reported as such even with a wrong dataset id.
     build_config(&body).map_err(|e| field_error(&e.field, e.message))?;
@@ -147,22 +208,20 @@ pub async fn create(
     let fleet = Fleet::load(&st).await?;
     let estimate = fleet.estimate(&dataset, &new)?;
     if q.dry_run {
-        let config: Value = new.config.clone();
-        return Ok((
-            StatusCode::OK,
-            Json(json!({ "dry_run": true, "estimate": estimate, "estimator_accuracy": fleet.accuracy(), "config": config })),
-        ));
+        let body = RunDryRun { dry_run: true, estimate, estimator_accuracy: fleet.accuracy().cloned(), config: new.config.clone() };
+        return Ok((StatusCode::OK, Json(body)).into_response());
     }
     new.estimate = Some(serde_json::to_value(&estimate).map_err(AppError::internal)?);
     let run = runs::create(&st.pool, &new).await.map_err(|e| match e {
         StoreError::NotFound => field_error("continue_from", "no run with this id in your team"),
         other => other.into(),
     })?;
-    Ok((StatusCode::CREATED, Json(json!({ "run": run }))))
+    Ok((StatusCode::CREATED, Json(RunBody { run })).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     status: Option<String>,
     method: Option<String>,
@@ -173,7 +232,9 @@ pub struct ListQuery {
     offset: Option<i64>,
 }
 
-pub async fn list(State(st): State<AppState>, Auth(team): Auth, QueryParams(q): QueryParams<ListQuery>) -> ApiResult<Json<Value>> {
+/// The team's runs, newest first, filtered.
+#[utoipa::path(get, path = "/runs", tag = "runs", params(ListQuery), responses((status = 200, body = RunList), (status = 400, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn list(State(st): State<AppState>, Auth(team): Auth, QueryParams(q): QueryParams<ListQuery>) -> ApiResult<Json<RunList>> {
     let status = q
         .status
         .as_deref()
@@ -193,7 +254,7 @@ pub async fn list(State(st): State<AppState>, Auth(team): Auth, QueryParams(q): 
         limit: q.limit.unwrap_or(100),
         offset: q.offset.unwrap_or(0),
     };
-    Ok(Json(json!({ "runs": runs::list(&st.pool, team.id, &filter).await? })))
+    Ok(Json(RunList { runs: runs::list(&st.pool, team.id, &filter).await? }))
 }
 
 async fn owned_run(st: &AppState, team_id: Uuid, raw: &str) -> ApiResult<runs::RunRow> {
@@ -204,44 +265,60 @@ async fn owned_run(st: &AppState, team_id: Uuid, raw: &str) -> ApiResult<runs::R
     })
 }
 
-pub async fn get(State(st): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+/// A run with its evaluations and artifacts.
+#[utoipa::path(get, path = "/runs/{id}", tag = "runs", params(("id" = String, Path)),
+    responses((status = 200, body = RunDetail), (status = 404, body = ErrorBody)))]
+pub async fn get(State(st): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<Json<RunDetail>> {
     let run = owned_run(&st, team.id, &id).await?;
     let evaluations = runs::evaluations(&st.pool, run.id).await?;
     let artifacts = artifacts::list(&st.pool, run.id).await?;
-    Ok(Json(json!({ "run": run, "evaluations": evaluations, "artifacts": artifacts })))
+    Ok(Json(RunDetail { run, evaluations, artifacts }))
 }
 
-pub async fn cancel(State(st): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+/// Cancel a queued or running run (a running one stops at its worker's next heartbeat).
+#[utoipa::path(post, path = "/runs/{id}/cancel", tag = "runs", params(("id" = String, Path)),
+    responses((status = 200, body = RunBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn cancel(State(st): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<Json<RunBody>> {
     let run = owned_run(&st, team.id, &id).await?;
     let run = runs::cancel(&st.pool, team.id, run.id).await?;
-    Ok(Json(json!({ "run": run })))
+    Ok(Json(RunBody { run }))
 }
 
-/// `POST /runs/{id}/publish`: the run goes on its public dataset's public leaderboard.
-pub async fn publish(State(st): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+/// Put the run (on a public dataset) on its public leaderboard; 409 for a run on a private dataset.
+#[utoipa::path(post, path = "/runs/{id}/publish", tag = "leaderboards", params(("id" = String, Path)),
+    responses((status = 200, body = RunBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn publish(State(st): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<Json<RunBody>> {
     set_published(&st, team.id, &id, true).await
 }
 
-/// `DELETE /runs/{id}/publish`: off the public leaderboard again.
-pub async fn unpublish(State(st): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+/// Take the run off the public leaderboard.
+#[utoipa::path(delete, path = "/runs/{id}/publish", tag = "leaderboards", params(("id" = String, Path)),
+    responses((status = 200, body = RunBody), (status = 404, body = ErrorBody)))]
+pub async fn unpublish(State(st): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<Json<RunBody>> {
     set_published(&st, team.id, &id, false).await
 }
 
-async fn set_published(st: &AppState, team_id: Uuid, raw: &str, publish: bool) -> ApiResult<Json<Value>> {
+async fn set_published(st: &AppState, team_id: Uuid, raw: &str, publish: bool) -> ApiResult<Json<RunBody>> {
     let id = parse_id(raw, "run")?;
     let run = runs::set_published(&st.pool, team_id, id, publish).await.map_err(|e| match e {
         StoreError::NotFound => AppError::not_found("run"),
         other => other.into(),
     })?;
-    Ok(Json(json!({ "run": run })))
+    Ok(Json(RunBody { run }))
 }
 
-pub async fn metrics(State(st): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+/// Every metric point the run recorded.
+#[utoipa::path(get, path = "/runs/{id}/metrics", tag = "runs", params(("id" = String, Path)),
+    responses((status = 200, body = RunMetrics), (status = 404, body = ErrorBody)))]
+pub async fn metrics(State(st): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<Json<RunMetrics>> {
     let run = owned_run(&st, team.id, &id).await?;
-    Ok(Json(json!({ "run_id": run.id, "metrics": runs::metrics(&st.pool, run.id).await? })))
+    Ok(Json(RunMetrics { run_id: run.id, metrics: runs::metrics(&st.pool, run.id).await? }))
 }
 
-pub async fn rank_map(State(st): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+/// The rank allocation over time: a snapshot per allocation step.
+#[utoipa::path(get, path = "/runs/{id}/rank-map", tag = "runs", params(("id" = String, Path)),
+    responses((status = 200, body = RankMap), (status = 404, body = ErrorBody)))]
+pub async fn rank_map(State(st): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<Json<RankMap>> {
     let run = owned_run(&st, team.id, &id).await?;
     let snapshots = runs::rank_snapshots(&st.pool, run.id).await?;
     let latest = snapshots.last().cloned();
@@ -250,17 +327,25 @@ pub async fn rank_map(State(st): State<AppState>, Auth(team): Auth, Path(id): Pa
         snapshots.iter().flat_map(|s| s.ranks.0.as_object().into_iter().flat_map(|m| m.keys().cloned())).collect();
     modules.sort_by(|a, b| rankfit_domain::rank::module_order(a, b));
     modules.dedup();
-    Ok(Json(json!({ "run_id": run.id, "modules": modules, "latest": latest, "snapshots": snapshots })))
+    Ok(Json(RankMap { run_id: run.id, modules, latest, snapshots }))
 }
 
-pub async fn artifacts(State(st): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+/// The run's artifacts (exports, checkpoints) with sizes and digests.
+#[utoipa::path(get, path = "/runs/{id}/artifacts", tag = "adapters", params(("id" = String, Path)),
+    responses((status = 200, body = ArtifactList), (status = 404, body = ErrorBody)))]
+pub async fn artifacts(State(st): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<Json<ArtifactList>> {
     let run = owned_run(&st, team.id, &id).await?;
-    Ok(Json(json!({ "artifacts": artifacts::list(&st.pool, run.id).await? })))
+    Ok(Json(ArtifactList { artifacts: artifacts::list(&st.pool, run.id).await? }))
 }
 
 /// `format`: `peft` (the run's own method, PEFT layout, zip), `lora` (plain-LoRA
 /// re-expression, zip) or `merged` (base weights with the adapter merged, safetensors);
 /// streamed, with ranges and an ETag ([`super::download`]).
+#[utoipa::path(get, path = "/runs/{id}/adapter", tag = "adapters", params(("id" = String, Path), super::FormatQuery),
+    responses((status = 200, description = "The file (zip or safetensors); Content-Length, a strong ETag (its sha256)", content_type = "application/octet-stream", body = Vec<u8>),
+              (status = 206, description = "The requested byte range (Range: bytes=a-b, a-, -n)"),
+              (status = 304, description = "If-None-Match matched the ETag"),
+              (status = 404, body = ErrorBody), (status = 416, description = "Unsatisfiable range")))]
 pub async fn download_adapter(
     State(st): State<AppState>,
     Auth(team): Auth,
@@ -285,6 +370,9 @@ pub async fn download_adapter(
 
 /// The run's per-example test predictions (of its best-validation state): `jsonl` (one
 /// object per example: index, predicted, reference, per-example scores) or `csv`.
+#[utoipa::path(get, path = "/runs/{id}/predictions", tag = "runs", params(("id" = String, Path), super::FormatQuery),
+    responses((status = 200, description = "JSON lines (format=jsonl) or CSV (format=csv)", content_type = "application/x-ndjson", body = String),
+              (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn predictions(
     State(st): State<AppState>,
     Auth(team): Auth,
@@ -331,8 +419,10 @@ fn predictions_csv(preds: &[rankfit_domain::prediction::Prediction]) -> Result<S
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
+    /// Replay from after this event id (as `Last-Event-ID` does).
     after: Option<i64>,
 }
 
@@ -340,6 +430,9 @@ pub struct EventsQuery {
 /// each SSE event's id is its position in the run's log, so a client that reconnects
 /// with `Last-Event-ID` (or `?after=`) gets exactly what it missed. The stream ends
 /// after the run's terminal status event.
+#[utoipa::path(get, path = "/runs/{id}/events", tag = "runs", params(("id" = String, Path), EventsQuery),
+    responses((status = 200, description = "Server-sent events: status, metrics, ranks, eval, checkpoint, log (with ids); progress (without an id) whenever the worker's report changes", content_type = "text/event-stream", body = String),
+              (status = 404, body = ErrorBody)))]
 pub async fn events(
     State(st): State<AppState>,
     Auth(team): Auth,

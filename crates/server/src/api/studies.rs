@@ -9,7 +9,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use rankfit_domain::comparison::{self, Cell, Options, RunCosts, RunResult};
-use rankfit_domain::estimate::{self, Estimate};
+use rankfit_domain::estimate::{self, Estimate, StudyEstimate};
+use rankfit_domain::table::PaperTable;
 use rankfit_domain::run::Method;
 use rankfit_domain::study::{StudyExtension, StudySpec};
 use rankfit_domain::summary::RunSummary;
@@ -18,14 +19,108 @@ use rankfit_store::runs::{NewRun, RunRow};
 use rankfit_store::studies::{self, Progress, StudyRow};
 use rankfit_store::{datasets, StoreError};
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::json;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::estimates::{CreateQuery, Fleet};
 use super::runs::{field_error, new_run, CreateRun};
 use super::{parse_id, JsonBody, QueryParams};
 use crate::auth::Auth;
+use crate::error::ErrorBody;
 use crate::{ApiResult, AppError, AppState};
+
+#[derive(Serialize, ToSchema)]
+pub struct StudyCreated {
+    pub study: StudyRow,
+    pub runs_created: usize,
+    pub grid_size: usize,
+}
+
+/// One grid point's estimate in a dry run.
+#[derive(Serialize, ToSchema)]
+pub struct GridPointEstimate {
+    pub dataset_id: Uuid,
+    pub method: String,
+    pub budget: i32,
+    pub seed: i64,
+    pub estimate: Estimate,
+}
+
+/// `POST /studies?dry_run=true`: the study's cost (its runs one after another on one
+/// worker) and each run's; nothing is created.
+#[derive(Serialize, ToSchema)]
+pub struct StudyDryRun {
+    pub dry_run: bool,
+    pub grid_size: usize,
+    pub estimate: StudyEstimate,
+    pub runs: Vec<GridPointEstimate>,
+}
+
+/// Run counts by state, with an ETA.
+#[derive(Serialize, ToSchema)]
+pub struct StudyProgress {
+    pub done: i64,
+    pub total: i64,
+    pub queued: i64,
+    pub running: i64,
+    pub succeeded: i64,
+    pub failed: i64,
+    pub cancelled: i64,
+    /// Mean wall time of the study's succeeded runs.
+    pub mean_run_seconds: Option<f64>,
+    /// From the mean run time, assuming as many runs at once as are running now.
+    pub eta_seconds: Option<f64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct StudyListEntry {
+    pub study: StudyRow,
+    pub progress: StudyProgress,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct StudyList {
+    pub studies: Vec<StudyListEntry>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct StudyDetail {
+    pub study: StudyRow,
+    pub progress: StudyProgress,
+    pub grid: Vec<GridCell>,
+    /// Comparison cells: n, mean, std, 95% interval of every metric, difference vs LoRA, rank group.
+    pub cells: Vec<Cell>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct StudyCancelled {
+    pub study_id: Uuid,
+    /// Queued runs cancelled at once.
+    pub cancelled: u64,
+    /// Running runs told to stop at their next heartbeat.
+    pub stopping: u64,
+    pub progress: StudyProgress,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct StudyExtended {
+    pub study_id: Uuid,
+    pub runs_created: usize,
+    pub grid_size: usize,
+    pub spec: StudySpec,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct StudyBody {
+    pub study: StudyRow,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct StudyTable {
+    pub study_id: Uuid,
+    pub table: PaperTable,
+}
 
 /// Every grid point of `spec` as a validated run, with the same field errors as
 /// `POST /runs` (prefixed with the grid point that failed).
@@ -72,33 +167,38 @@ async fn grid_runs(st: &AppState, team_id: Uuid, spec: &StudySpec) -> ApiResult<
 /// Queues every grid point (all or nothing); `?dry_run=true` validates the grid and returns
 /// the study's estimate (its runs one after another on one worker) and each run's,
 /// creating nothing.
+#[utoipa::path(post, path = "/studies", tag = "studies", params(CreateQuery), request_body = StudySpec,
+    responses((status = 201, body = StudyCreated, description = "Queued"), (status = 200, body = StudyDryRun, description = "Dry run: the estimate"),
+              (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn create(
     State(st): State<AppState>,
     Auth(team): Auth,
     QueryParams(q): QueryParams<CreateQuery>,
     JsonBody(spec): JsonBody<StudySpec>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<Response> {
     let runs = grid_runs(&st, team.id, &spec).await?;
     if q.dry_run {
         let estimates: Vec<Estimate> =
             runs.iter().filter_map(|r| r.estimate.clone()).filter_map(|e| serde_json::from_value(e).ok()).collect();
-        let per_run: Vec<Value> = runs
+        let per_run: Vec<GridPointEstimate> = runs
             .iter()
             .zip(&estimates)
-            .map(|(r, e)| json!({ "dataset_id": r.dataset_id, "method": r.method, "budget": r.budget, "seed": r.seed, "estimate": e }))
+            .map(|(r, e)| GridPointEstimate { dataset_id: r.dataset_id, method: r.method.clone(), budget: r.budget, seed: r.seed, estimate: e.clone() })
             .collect();
-        let total = estimate::study_estimate(&estimates);
-        return Ok((StatusCode::OK, Json(json!({ "dry_run": true, "grid_size": runs.len(), "estimate": total, "runs": per_run }))));
+        let body = StudyDryRun { dry_run: true, grid_size: runs.len(), estimate: estimate::study_estimate(&estimates), runs: per_run };
+        return Ok((StatusCode::OK, Json(body)).into_response());
     }
     let spec_json = serde_json::to_value(&spec).map_err(AppError::internal)?;
     let (study, created) = studies::create(&st.pool, team.id, spec.name.trim(), &spec_json, &runs).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "study": study, "runs_created": created, "grid_size": runs.len() }))))
+    Ok((StatusCode::CREATED, Json(StudyCreated { study, runs_created: created, grid_size: runs.len() })).into_response())
 }
 
-pub async fn list(State(st): State<AppState>, Auth(team): Auth) -> ApiResult<Json<Value>> {
+/// The team's studies with their progress.
+#[utoipa::path(get, path = "/studies", tag = "studies", responses((status = 200, body = StudyList)))]
+pub async fn list(State(st): State<AppState>, Auth(team): Auth) -> ApiResult<Json<StudyList>> {
     let rows = studies::list(&st.pool, team.id).await?;
-    let out: Vec<Value> = rows.iter().map(|r| json!({ "study": r.study, "progress": progress_json(&r.progress) })).collect();
-    Ok(Json(json!({ "studies": out })))
+    let studies = rows.into_iter().map(|r| StudyListEntry { progress: progress_json(&r.progress), study: r.study }).collect();
+    Ok(Json(StudyList { studies }))
 }
 
 pub(crate) async fn owned_study(st: &AppState, team_id: Uuid, raw: &str) -> ApiResult<StudyRow> {
@@ -111,18 +211,24 @@ pub(crate) async fn owned_study(st: &AppState, team_id: Uuid, raw: &str) -> ApiR
 
 /// done/total, and an ETA from the mean wall time of the study's finished runs, assuming
 /// as many runs proceed at once as are running now.
-pub(crate) fn progress_json(p: &Progress) -> Value {
+pub(crate) fn progress_json(p: &Progress) -> StudyProgress {
     let left = p.queued + p.running;
     let eta = p.mean_run_seconds.filter(|_| left > 0).map(|s| s * left as f64 / p.running.max(1) as f64);
-    json!({
-        "done": p.done(), "total": p.total, "queued": p.queued, "running": p.running,
-        "succeeded": p.succeeded, "failed": p.failed, "cancelled": p.cancelled,
-        "mean_run_seconds": p.mean_run_seconds, "eta_seconds": eta,
-    })
+    StudyProgress {
+        done: p.done(),
+        total: p.total,
+        queued: p.queued,
+        running: p.running,
+        succeeded: p.succeeded,
+        failed: p.failed,
+        cancelled: p.cancelled,
+        mean_run_seconds: p.mean_run_seconds,
+        eta_seconds: eta,
+    }
 }
 
 /// A grid cell's runs, as the study page and API list them.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct GridCell {
     pub dataset_id: Uuid,
     pub model: String,
@@ -131,7 +237,7 @@ pub(crate) struct GridCell {
     pub runs: Vec<GridRun>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct GridRun {
     pub id: Uuid,
     pub seed: i64,
@@ -161,45 +267,53 @@ pub(crate) fn grid_cells(runs: &[RunRow]) -> Vec<GridCell> {
     cells
 }
 
-pub async fn get(State(st): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+/// A study: progress with ETA, its grid of runs, and its comparison cells.
+#[utoipa::path(get, path = "/studies/{id}", tag = "studies", params(("id" = String, Path)),
+    responses((status = 200, body = StudyDetail), (status = 404, body = ErrorBody)))]
+pub async fn get(State(st): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<Json<StudyDetail>> {
     let study = owned_study(&st, team.id, &id).await?;
     let progress = studies::progress(&st.pool, study.id).await?;
     let runs = studies::runs(&st.pool, study.id).await?;
     let cells = cells(&st, team.id, Some(study.id), None).await?;
-    Ok(Json(json!({
-        "study": study,
-        "progress": progress_json(&progress),
-        "grid": grid_cells(&runs),
-        "cells": cells,
-    })))
+    Ok(Json(StudyDetail { study, progress: progress_json(&progress), grid: grid_cells(&runs), cells }))
 }
 
-/// `POST /studies/{id}/publish`: the study's runs on public datasets go on those
-/// datasets' public leaderboards (runs on the team's own datasets stay private).
-pub async fn publish(State(st): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+/// Publish the study: its runs on public datasets go on those datasets' public
+/// leaderboards (runs on the team's own datasets stay private).
+#[utoipa::path(post, path = "/studies/{id}/publish", tag = "leaderboards", params(("id" = String, Path)),
+    responses((status = 200, body = StudyBody), (status = 404, body = ErrorBody)))]
+pub async fn publish(State(st): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<Json<StudyBody>> {
     let study = owned_study(&st, team.id, &id).await?;
-    Ok(Json(json!({ "study": studies::set_visibility(&st.pool, team.id, study.id, true).await? })))
+    Ok(Json(StudyBody { study: studies::set_visibility(&st.pool, team.id, study.id, true).await? }))
 }
 
-/// `DELETE /studies/{id}/publish`: the study is private to the team again.
-pub async fn unpublish(State(st): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+/// Make the study private to the team again.
+#[utoipa::path(delete, path = "/studies/{id}/publish", tag = "leaderboards", params(("id" = String, Path)),
+    responses((status = 200, body = StudyBody), (status = 404, body = ErrorBody)))]
+pub async fn unpublish(State(st): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<Json<StudyBody>> {
     let study = owned_study(&st, team.id, &id).await?;
-    Ok(Json(json!({ "study": studies::set_visibility(&st.pool, team.id, study.id, false).await? })))
+    Ok(Json(StudyBody { study: studies::set_visibility(&st.pool, team.id, study.id, false).await? }))
 }
 
-pub async fn cancel(State(st): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+/// Cancel every run of the study that has not finished (finished runs stay).
+#[utoipa::path(post, path = "/studies/{id}/cancel", tag = "studies", params(("id" = String, Path)),
+    responses((status = 200, body = StudyCancelled), (status = 404, body = ErrorBody)))]
+pub async fn cancel(State(st): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<Json<StudyCancelled>> {
     let study = owned_study(&st, team.id, &id).await?;
     let done = studies::cancel(&st.pool, team.id, study.id).await?;
     let progress = studies::progress(&st.pool, study.id).await?;
-    Ok(Json(json!({ "study_id": study.id, "cancelled": done.cancelled, "stopping": done.stopping, "progress": progress_json(&progress) })))
+    Ok(Json(StudyCancelled { study_id: study.id, cancelled: done.cancelled, stopping: done.stopping, progress: progress_json(&progress) }))
 }
 
+/// Add budgets, seeds, methods or datasets; existing grid points are not rerun.
+#[utoipa::path(post, path = "/studies/{id}/extend", tag = "studies", params(("id" = String, Path)), request_body = StudyExtension,
+    responses((status = 200, body = StudyExtended), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn extend(
     State(st): State<AppState>,
     Auth(team): Auth,
     Path(id): Path<String>,
     JsonBody(ext): JsonBody<StudyExtension>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<StudyExtended>> {
     let study = owned_study(&st, team.id, &id).await?;
     if ext.is_empty() {
         return Err(field_error("budgets", "add budgets, seeds, methods or dataset_ids"));
@@ -209,7 +323,7 @@ pub async fn extend(
     let runs = grid_runs(&st, team.id, &spec).await?;
     let spec_json = serde_json::to_value(&spec).map_err(AppError::internal)?;
     let created = studies::extend(&st.pool, team.id, study.id, &spec_json, &runs).await?;
-    Ok(Json(json!({ "study_id": study.id, "runs_created": created, "grid_size": runs.len(), "spec": spec })))
+    Ok(Json(StudyExtended { study_id: study.id, runs_created: created, grid_size: runs.len(), spec }))
 }
 
 /// The comparison cells of a study's (or, with no study, a dataset's) succeeded runs.
@@ -252,6 +366,9 @@ pub(crate) async fn cells_of(st: &AppState, rows: Vec<studies::RunResult>) -> Ap
 
 /// The paper table (rows method × budget, columns datasets, mean ± std over seeds, Avg,
 /// best group in bold) as JSON, CSV, Markdown or LaTeX.
+#[utoipa::path(get, path = "/studies/{id}/table", tag = "studies", params(("id" = String, Path), super::FormatQuery),
+    responses((status = 200, body = StudyTable, description = "format=json; csv, md and tex return the table as text"),
+              (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn table(
     State(st): State<AppState>,
     Auth(team): Auth,
@@ -261,7 +378,7 @@ pub async fn table(
     let study = owned_study(&st, team.id, &id).await?;
     let table = comparison::paper_table(&cells(&st, team.id, Some(study.id), None).await?);
     let (body, content_type, ext) = match q.format.as_deref().unwrap_or("json") {
-        "json" => return Ok(Json(json!({ "study_id": study.id, "table": table })).into_response()),
+        "json" => return Ok(Json(StudyTable { study_id: study.id, table }).into_response()),
         "csv" => (table.to_csv(), "text/csv; charset=utf-8", "csv"),
         "md" => (table.to_markdown(), "text/markdown; charset=utf-8", "md"),
         "tex" => (table.to_latex(), "application/x-tex; charset=utf-8", "tex"),
@@ -274,6 +391,9 @@ pub async fn table(
 /// The study's progress and grid as SSE `grid` events: one at once, then one whenever a
 /// run of the study records an event (at most every second), until every run is finished.
 /// The study page fills its grid from this stream.
+#[utoipa::path(get, path = "/studies/{id}/events", tag = "studies", params(("id" = String, Path)),
+    responses((status = 200, description = "Server-sent `grid` events: {progress, grid, finished}", content_type = "text/event-stream", body = String),
+              (status = 404, body = ErrorBody)))]
 pub async fn events(
     State(st): State<AppState>,
     Auth(team): Auth,

@@ -8,12 +8,41 @@ use axum::extract::{Multipart, Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use rankfit_domain::dataset::suite::{self, FileError, SuiteFile};
-use rankfit_store::suites::{self, NewSuite};
-use serde_json::{json, Value};
+use rankfit_store::datasets::DatasetRow;
+use rankfit_store::suites::{self, NewSuite, SuiteRow};
+use serde::Serialize;
+use serde_json::json;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::Auth;
+use crate::error::ErrorBody;
 use crate::{ApiResult, AppError, AppState};
+
+#[derive(Serialize, ToSchema)]
+pub struct SuiteBody {
+    pub suite: SuiteRow,
+    pub datasets: Vec<DatasetRow>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SuiteList {
+    /// The team's suites, then the public ones.
+    pub suites: Vec<SuiteRow>,
+}
+
+/// The multipart form of a suite upload (documentation of `POST /suites`).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct UploadSuite {
+    /// The folder's files, each named by its path (`CoLA/train.tsv`), or one `.zip` of the folder.
+    #[schema(value_type = Vec<String>, format = Binary)]
+    file: Vec<Vec<u8>>,
+    /// Default `GLUE`; datasets are named `<name> / <task>`.
+    name: Option<String>,
+    /// `glue` (the only kind uploads support).
+    kind: Option<String>,
+}
 
 /// Most files one suite upload may hold (GLUE has 9 tasks × a handful of files).
 const MAX_FILES: usize = 200;
@@ -114,8 +143,12 @@ fn rejected(errors: Vec<FileError>) -> AppError {
         .with_details(json!({ "errors": errors }))
 }
 
-/// Registers a GLUE folder as one suite of datasets (see `domain::dataset::suite`).
-pub async fn upload(State(st): State<AppState>, Auth(team): Auth, mp: Multipart) -> ApiResult<(StatusCode, Json<Value>)> {
+/// Register a GLUE folder (or a zip of it) as one suite: a dataset per task present, with
+/// its metric; the dev file is the test split, validation is carved from train. All or
+/// nothing; problems carry their file and line.
+#[utoipa::path(post, path = "/suites", tag = "datasets", request_body(content = UploadSuite, content_type = "multipart/form-data"),
+    responses((status = 201, body = SuiteBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn upload(State(st): State<AppState>, Auth(team): Auth, mp: Multipart) -> ApiResult<(StatusCode, Json<SuiteBody>)> {
     let form = read_form(mp, st.config.max_upload_bytes).await?;
     match form.kind.as_deref() {
         None | Some("glue") => {}
@@ -136,19 +169,23 @@ pub async fn upload(State(st): State<AppState>, Auth(team): Auth, mp: Multipart)
     let datasets = parsed.datasets.iter().map(|d| suites::new_dataset(Some(team.id), &name, d)).collect::<Result<Vec<_>, _>>()?;
     let new = NewSuite { id: Uuid::new_v4(), team_id: Some(team.id), name, kind: "glue".into(), report: suites::report(&parsed) };
     let (suite, rows) = suites::create(&st.pool, &st.artifacts, &new, datasets).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "suite": suite, "datasets": rows }))))
+    Ok((StatusCode::CREATED, Json(SuiteBody { suite, datasets: rows })))
 }
 
 /// The team's suites, then the public ones.
-pub async fn list(State(st): State<AppState>, Auth(team): Auth) -> ApiResult<Json<Value>> {
-    Ok(Json(json!({ "suites": suites::list(&st.pool, team.id).await? })))
+#[utoipa::path(get, path = "/suites", tag = "datasets", responses((status = 200, body = SuiteList)))]
+pub async fn list(State(st): State<AppState>, Auth(team): Auth) -> ApiResult<Json<SuiteList>> {
+    Ok(Json(SuiteList { suites: suites::list(&st.pool, team.id).await? }))
 }
 
-pub async fn get(State(st): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+/// A suite (yours or public) with its datasets and report.
+#[utoipa::path(get, path = "/suites/{id}", tag = "datasets", params(("id" = String, Path)),
+    responses((status = 200, body = SuiteBody), (status = 404, body = ErrorBody)))]
+pub async fn get(State(st): State<AppState>, Auth(team): Auth, Path(id): Path<String>) -> ApiResult<Json<SuiteBody>> {
     let id = super::parse_id(&id, "suite")?;
     let (suite, datasets) = suites::get(&st.pool, team.id, id).await.map_err(|e| match e {
         rankfit_store::StoreError::NotFound => AppError::not_found("suite"),
         other => other.into(),
     })?;
-    Ok(Json(json!({ "suite": suite, "datasets": datasets })))
+    Ok(Json(SuiteBody { suite, datasets }))
 }

@@ -322,7 +322,7 @@ pub async fn study_page(State(st): State<AppState>, s: WebSession, Path(id): Pat
         done: progress.done(),
         total: progress.total,
         percent: (progress.done() * 100).checked_div(progress.total).unwrap_or(0),
-        eta: p["eta_seconds"].as_f64().map(fmt_duration).unwrap_or_else(|| "–".into()),
+        eta: p.eta_seconds.map(fmt_duration).unwrap_or_else(|| "–".into()),
         cancelled: study.cancelled_at.is_some(),
         finished: progress.queued + progress.running == 0,
         published: study.visibility == "public",

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part of it
 
+pub mod schema;
+
 use std::path::{Path, PathBuf};
 
 use rankfit_server::{AppState, ServerConfig};
