@@ -40,7 +40,7 @@ use self::data::{prepare, CausalBatch, CausalSample};
 use self::judge::{Judge, JudgeItem};
 use crate::adapters::llama::{LlamaHook, LlamaVariantHook};
 use crate::adapters::Adapters;
-use crate::allocator::AblationOracle;
+use crate::allocator::{AblationOracle, RestartPlan};
 use crate::export::{AdapterExport, SavedModules, TaskType};
 use crate::fit::{adapter_spec, fit, Selection, Splits, State, Workload};
 use crate::model::llama::{load_smollm2, AdapterHook, DecoderInputs, Llama, LlamaSite};
@@ -99,7 +99,11 @@ fn token_nll<B: Backend>(
     device: &B::Device,
 ) -> Tensor<B, 1> {
     let inp = DecoderInputs::new(&batch.ids, None, batch.batch, batch.seq, device);
-    let hidden = model.forward_hidden(&inp, None, params, hook, train);
+    nll_of_hidden(model, batch, model.forward_hidden(&inp, None, params, hook, train), device)
+}
+
+/// [`token_nll`] from the final hidden states `[batch, seq, hidden]` of `batch`.
+fn nll_of_hidden<B: Backend>(model: &Llama<B>, batch: &CausalBatch, hidden: Tensor<B, 3>, device: &B::Device) -> Tensor<B, 1> {
     let hidden = hidden.reshape([batch.batch * batch.seq, model.config.hidden_size]);
     let n = batch.tokens();
     let pos = Tensor::<B, 1, Int>::from_data(TensorData::new(batch.positions.clone(), [n]), device);
@@ -118,7 +122,8 @@ const ORACLE_TOKENS: usize = 4096;
 
 /// ALoRA's ablation oracle on the decoder: the mean answer-token loss of a fixed batch (no
 /// dropout) under each variant of the adapters' gates. Several variants share one forward
-/// pass: the batch is repeated once per variant, each copy with its own gates.
+/// pass: the batch is repeated once per variant, each copy with its own gates. Each variant
+/// restarts from the cached input of the first layer it changes ([`RestartPlan`]).
 pub struct DecoderOracle<'a, AD: AutodiffBackend> {
     model: &'a Llama<AD>,
     samples: &'a [CausalSample],
@@ -147,16 +152,41 @@ impl<AD: AutodiffBackend> AblationOracle<AD::InnerBackend> for DecoderOracle<'_,
         if tokens == 0 {
             return Err(TrainError::Data("the ablation batch has no answer tokens".into()));
         }
+        let layers = self.model.config.num_hidden_layers;
+        let inp = DecoderInputs::new(&single.ids, None, single.batch, single.seq, &device);
+        let frame = self.model.frame(&inp, None);
+        let plan = RestartPlan::new(adapters, variants, layers);
+        let traces: Vec<Vec<Tensor<AD, 2>>> = plan
+            .references
+            .iter()
+            .map(|gates| {
+                let hook = LlamaVariantHook::new(adapters, layers, std::slice::from_ref(gates), rows, &device);
+                let mut xs = vec![self.model.embed(&inp)];
+                for l in 0..layers {
+                    let next = self.model.blocks(l..l + 1, xs[l].clone(), &frame, &params, &hook, false);
+                    xs.push(next);
+                }
+                xs
+            })
+            .collect();
         let per_pass = self.variants_per_pass();
-        let mut out = Vec::with_capacity(variants.len());
-        for chunk in variants.chunks(per_pass) {
-            let stacked: Vec<&CausalSample> = chunk.iter().flat_map(|_| one.iter().copied()).collect();
-            let batch = CausalBatch::new(&stacked, PAD);
-            let hook = LlamaVariantHook::new(adapters, self.model.config.num_hidden_layers, chunk, rows, &device);
-            let nll = token_nll(self.model, &batch, &params, &hook, false, &device);
-            let data = nll.into_data().convert::<f32>().to_vec::<f32>().map_err(TrainError::tensor("ablation losses"))?;
-            // Every copy has the same answer tokens, in the batch's row order.
-            out.extend(data.chunks(tokens).map(|c| c.iter().map(|&v| v as f64).sum::<f64>() / tokens as f64));
+        let mut out = vec![0.0; variants.len()];
+        for (&(start, r), members) in &plan.groups {
+            for chunk in members.chunks(per_pass) {
+                let gates: Vec<Vec<Vec<bool>>> = chunk.iter().map(|&v| variants[v].clone()).collect();
+                let stacked: Vec<&CausalSample> = chunk.iter().flat_map(|_| one.iter().copied()).collect();
+                let batch = CausalBatch::new(&stacked, PAD);
+                let frame = frame.repeat(chunk.len());
+                let hook = LlamaVariantHook::new(adapters, layers, &gates, rows, &device);
+                let x = traces[r][start].clone().repeat_dim(0, chunk.len());
+                let hidden = self.model.final_norm(self.model.blocks(start..layers, x, &frame, &params, &hook, false), &frame);
+                let nll = nll_of_hidden(self.model, &batch, hidden, &device);
+                let data = nll.into_data().convert::<f32>().to_vec::<f32>().map_err(TrainError::tensor("ablation losses"))?;
+                // Every copy has the same answer tokens, in the batch's row order.
+                for (&v, c) in chunk.iter().zip(data.chunks(tokens)) {
+                    out[v] = c.iter().map(|&x| x as f64).sum::<f64>() / tokens as f64;
+                }
+            }
         }
         Ok(out)
     }

@@ -4,11 +4,70 @@
 //! tracked leaves ([`ParamStore::live`]); the frozen backbone never appears here, so it
 //! gets neither gradients nor optimizer state.
 
+use std::ops::{Index, IndexMut};
+
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::model::weights::HostTensor;
+
+/// A parameter's place in its [`ParamStore`]. Every per-step list of the store's tensors
+/// ([`ParamStore::live`], [`ParamStore::constants`], [`ParamStore::values`], gradients,
+/// optimizer state) follows the store's order, so a `ParamId` indexes those slices too;
+/// unlike a bare `usize` it cannot be confused with a rank, a layer or a component index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ParamId(usize);
+
+impl ParamId {
+    /// The position in the store's order.
+    pub fn index(self) -> usize {
+        self.0
+    }
+
+    /// The id at a position, for reading state saved by position (checkpoints).
+    pub fn from_index(index: usize) -> ParamId {
+        ParamId(index)
+    }
+
+    /// Every id of a store with `n` parameters, in order.
+    pub fn all(n: usize) -> impl Iterator<Item = ParamId> {
+        (0..n).map(ParamId)
+    }
+}
+
+impl std::fmt::Display for ParamId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "param#{}", self.0)
+    }
+}
+
+impl<T> Index<ParamId> for [T] {
+    type Output = T;
+    fn index(&self, id: ParamId) -> &T {
+        &self[id.0]
+    }
+}
+
+impl<T> IndexMut<ParamId> for [T] {
+    fn index_mut(&mut self, id: ParamId) -> &mut T {
+        &mut self[id.0]
+    }
+}
+
+impl<T> Index<ParamId> for Vec<T> {
+    type Output = T;
+    fn index(&self, id: ParamId) -> &T {
+        &self[id.0]
+    }
+}
+
+impl<T> IndexMut<ParamId> for Vec<T> {
+    fn index_mut(&mut self, id: ParamId) -> &mut T {
+        &mut self[id.0]
+    }
+}
 
 /// One named 2-D parameter (biases are stored as `[1, n]`).
 #[derive(Clone)]
@@ -31,13 +90,13 @@ impl<B: Backend> ParamStore<B> {
         Self { params: Vec::new() }
     }
 
-    pub fn push(&mut self, name: impl Into<String>, value: Tensor<B, 2>, trainable: bool, decay: bool) -> usize {
+    pub fn push(&mut self, name: impl Into<String>, value: Tensor<B, 2>, trainable: bool, decay: bool) -> ParamId {
         self.params.push(Param { name: name.into(), value, trainable, decay });
-        self.params.len() - 1
+        ParamId(self.params.len() - 1)
     }
 
-    pub fn index(&self, name: &str) -> Option<usize> {
-        self.params.iter().position(|p| p.name == name)
+    pub fn index(&self, name: &str) -> Option<ParamId> {
+        self.params.iter().position(|p| p.name == name).map(ParamId)
     }
 
     /// Tracked leaves for a training step (frozen entries stay constants).
@@ -70,8 +129,8 @@ impl<B: Backend> ParamStore<B> {
         self.params.iter().filter(|p| p.trainable).map(|p| p.value.dims().iter().product::<usize>()).sum()
     }
 
-    pub fn host(&self, i: usize) -> HostTensor {
-        HostTensor::from_tensor(&self.params[i].value)
+    pub fn host(&self, id: ParamId) -> HostTensor {
+        HostTensor::from_tensor(&self.params[id].value)
     }
 }
 
@@ -170,7 +229,7 @@ impl<B: Backend> AdamW<B> {
 
     /// Re-selects parameter `i`'s component step counts as a resize re-selects its
     /// components: `keep` (old indices, in order), then `grow` new components at 0.
-    pub fn resize_components(&mut self, i: usize, along_rows: bool, old_rank: usize, keep: &[usize], grow: usize) {
+    pub fn resize_components(&mut self, i: ParamId, along_rows: bool, old_rank: usize, keep: &[usize], grow: usize) {
         let old = self.component_steps[i].take().map(|c| c.t).unwrap_or_else(|| vec![self.t; old_rank]);
         let t = keep.iter().map(|&k| old.get(k).copied().unwrap_or(0)).chain(std::iter::repeat_n(0, grow)).collect();
         self.component_steps[i] = Some(ComponentSteps { along_rows, t });

@@ -19,7 +19,7 @@ use rankfit_domain::task::higher_is_better;
 use serde_json::{json, Map, Value};
 
 use crate::adapters::{Adapters, VariantHook, VariantMasks};
-use crate::allocator::AblationOracle;
+use crate::allocator::{length_buckets, AblationOracle, RestartPlan};
 use crate::assets::{locate_minilm, MiniLmFiles};
 use crate::data::{prepare, HeadTask, Sample};
 use crate::export::TrainedAdapter;
@@ -107,7 +107,7 @@ impl<B: AutodiffBackend> Workload<B> for EncoderWorkload<'_, B> {
     }
 
     fn oracle<'a>(&'a self, samples: &'a [Sample]) -> Box<dyn AblationOracle<B::InnerBackend> + 'a> {
-        Box::new(BertOracle::<B> { bert: self.bert, head: self.head, task: &self.task, samples })
+        Box::new(BertOracle::<B>::new(self.bert, self.head, &self.task, samples))
     }
 
     fn head_params(&self, store: &ParamStore<B::InnerBackend>) -> usize {
@@ -174,13 +174,71 @@ impl<B: AutodiffBackend> Workload<B> for EncoderWorkload<'_, B> {
 /// are stacked along the batch dimension up to this many tokens).
 const ORACLE_TOKENS: usize = 8192;
 
+/// Examples per length bucket of the ablation batch.
+const ORACLE_BUCKET: usize = 8;
+
 /// ALoRA's ablation oracle on the BERT encoder: the fixed batch repeated once per variant,
 /// each copy with its own gates ([`VariantHook`]), several variants per forward pass.
+///
+/// Two exact savings: each variant restarts from the cached input of the first layer it
+/// changes ([`RestartPlan`]; ALoRA's variants change one adapter each, so a variant runs
+/// about half the layers), and the batch is scored in buckets of similar length
+/// ([`length_buckets`]) so that short examples are not padded to the longest. The cached
+/// layer inputs serve every call of one round (one oracle lives for one step, during which
+/// the parameters do not change; a change of the adapters' gates recomputes them).
 pub struct BertOracle<'a, B: AutodiffBackend> {
-    pub bert: &'a Bert<B>,
-    pub head: HeadParams,
-    pub task: &'a HeadTask,
-    pub samples: &'a [Sample],
+    bert: &'a Bert<B>,
+    head: HeadParams,
+    task: &'a HeadTask,
+    samples: &'a [Sample],
+    /// The gates the layer inputs were traced under, and the traces per length bucket.
+    traces: Option<(Gates, Vec<Traced<B>>)>,
+}
+
+/// Per adapter, one gate per allocated component.
+type Gates = Vec<Vec<bool>>;
+
+/// One length bucket of the oracle's batch and its references' layer inputs
+/// (`layers[r][l]`: reference r's input of layer l; index `layers` is the last hidden state).
+struct Traced<B: AutodiffBackend> {
+    samples: Vec<Sample>,
+    inp: Inputs<B>,
+    rows: usize,
+    layers: Vec<Vec<Tensor<B, 2>>>,
+}
+
+impl<'a, B: AutodiffBackend> BertOracle<'a, B> {
+    pub fn new(bert: &'a Bert<B>, head: HeadParams, task: &'a HeadTask, samples: &'a [Sample]) -> Self {
+        Self { bert, head, task, samples, traces: None }
+    }
+
+    fn trace(&self, adapters: &Adapters, params: &[Tensor<B, 2>], plan: &RestartPlan, device: &B::Device) -> Vec<Traced<B>> {
+        let lengths: Vec<usize> = self.samples.iter().map(|s| s.enc.ids.len()).collect();
+        let layers = self.bert.config.num_hidden_layers;
+        length_buckets(&lengths, ORACLE_BUCKET)
+            .into_iter()
+            .map(|idx| {
+                let samples: Vec<Sample> = idx.iter().map(|&i| self.samples[i].clone()).collect();
+                let one = collate(&samples.iter().map(|s| &s.enc).collect::<Vec<_>>(), 0);
+                let inp = Inputs::<B>::new(&one, device);
+                let rows = one.batch * one.seq;
+                let traced = plan
+                    .references
+                    .iter()
+                    .map(|gates| {
+                        let hook = VariantHook { adapters, masks: VariantMasks::new(adapters, std::slice::from_ref(gates), rows, device) };
+                        let mut xs = vec![self.bert.embed(&inp, false)];
+                        for l in 0..layers {
+                            let next = self.bert.layers(l..l + 1, xs[l].clone(), &inp, params, &hook, false);
+                            xs.push(next);
+                        }
+                        xs
+                    })
+                    .collect();
+                Traced { samples, inp, rows, layers: traced }
+            })
+            .collect()
+    }
 }
 
 impl<B: AutodiffBackend> AblationOracle<B::InnerBackend> for BertOracle<'_, B> {
@@ -191,34 +249,43 @@ impl<B: AutodiffBackend> AblationOracle<B::InnerBackend> for BertOracle<'_, B> {
         variants: &[Vec<Vec<bool>>],
     ) -> Result<Vec<f64>, TrainError> {
         let params = store.constants::<B>();
-        let device = params[0].device();
-        let encs: Vec<_> = self.samples.iter().map(|s| &s.enc).collect();
-        let one = collate(&encs, 0);
-        let rows = one.batch * one.seq;
-        let per_pass = self.variants_per_pass();
+        let Some(device) = params.first().map(|p| p.device()) else {
+            return Err(TrainError::Internal("the ablation oracle needs trainable parameters".into()));
+        };
+        let layers = self.bert.config.num_hidden_layers;
+        let plan = RestartPlan::new(adapters, variants, layers);
+        if self.traces.as_ref().is_none_or(|(key, _)| *key != plan.references[0]) {
+            self.traces = Some((plan.references[0].clone(), self.trace(adapters, &params, &plan, &device)));
+        }
+        let Some((_, buckets)) = &self.traces else { unreachable!("traced above") };
         let outputs = self.task.outputs();
-        let n = self.samples.len();
-        let mut out = Vec::with_capacity(variants.len());
-        for chunk in variants.chunks(per_pass) {
-            let mut stacked = Vec::with_capacity(chunk.len() * n);
-            for _ in chunk {
-                stacked.extend(encs.iter().copied());
-            }
-            let batch = collate(&stacked, 0);
-            let hook = VariantHook { adapters, masks: VariantMasks::new(adapters, chunk, rows, &device) };
-            let logits = self.bert.logits(&Inputs::<B>::new(&batch, &device), &params, &self.head, &hook, false);
-            let data = logits.into_data().convert::<f32>().to_vec::<f32>().map_err(TrainError::tensor("ablation logits"))?;
-            for v in 0..chunk.len() {
-                let block = &data[v * n * outputs..(v + 1) * n * outputs];
-                out.push(host_loss(self.task, block, self.samples));
+        let mut sums = vec![0.0; variants.len()];
+        for bucket in buckets {
+            let n = bucket.samples.len();
+            let per_pass = (ORACLE_TOKENS / (bucket.rows).max(1)).max(1);
+            for (&(start, r), members) in &plan.groups {
+                for chunk in members.chunks(per_pass) {
+                    let gates: Vec<Vec<Vec<bool>>> = chunk.iter().map(|&v| variants[v].clone()).collect();
+                    let stacked = bucket.inp.repeat(chunk.len());
+                    let x = bucket.layers[r][start].clone().repeat_dim(0, chunk.len());
+                    let hook = VariantHook { adapters, masks: VariantMasks::new(adapters, &gates, bucket.rows, &device) };
+                    let hidden = self.bert.layers(start..layers, x, &stacked, &params, &hook, false);
+                    let hidden = hidden.reshape([stacked.batch, stacked.seq, self.bert.config.hidden_size]);
+                    let logits = self.bert.head(hidden, &params, &self.head, false);
+                    let data = logits.into_data().convert::<f32>().to_vec::<f32>().map_err(TrainError::tensor("ablation logits"))?;
+                    for (j, &v) in chunk.iter().enumerate() {
+                        sums[v] += n as f64 * host_loss(self.task, &data[j * n * outputs..(j + 1) * n * outputs], &bucket.samples);
+                    }
+                }
             }
         }
-        Ok(out)
+        let total = self.samples.len().max(1) as f64;
+        Ok(sums.into_iter().map(|s| s / total).collect())
     }
 
     fn variants_per_pass(&self) -> usize {
         let longest = self.samples.iter().map(|s| s.enc.ids.len()).max().unwrap_or(1);
-        (ORACLE_TOKENS / (self.samples.len() * longest).max(1)).max(1)
+        (ORACLE_TOKENS / (self.samples.len().min(ORACLE_BUCKET) * longest).max(1)).max(1)
     }
 }
 

@@ -16,13 +16,14 @@ fn head_params(labels: usize, bert_pooler: &(HostTensor, HostTensor)) -> (Vec<Te
     let w = &heads[&format!("classifier{labels}.weight")];
     let b = &heads[&format!("classifier{labels}.bias")];
     let h = bert_pooler.1.data.len();
-    let params = vec![
-        bert_pooler.0.to_tensor(&dev),
-        HostTensor::new(vec![1, h], bert_pooler.1.data.clone()).to_tensor(&dev),
-        w.to_tensor(&dev),
-        HostTensor::new(vec![1, labels], b.data.clone()).to_tensor(&dev),
-    ];
-    (params, HeadParams { pooler_w: 0, pooler_b: 1, classifier_w: 2, classifier_b: 3 })
+    let mut store = rankfit_train::params::ParamStore::<B>::new();
+    let head = HeadParams {
+        pooler_w: store.push("pooler.w", bert_pooler.0.to_tensor(&dev), false, true),
+        pooler_b: store.push("pooler.b", HostTensor::new(vec![1, h], bert_pooler.1.data.clone()).to_tensor(&dev), false, false),
+        classifier_w: store.push("classifier.w", w.to_tensor(&dev), true, true),
+        classifier_b: store.push("classifier.b", HostTensor::new(vec![1, labels], b.data.clone()).to_tensor(&dev), true, false),
+    };
+    (store.values(), head)
 }
 
 fn floats(v: &serde_json::Value) -> Vec<f64> {

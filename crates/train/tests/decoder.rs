@@ -32,7 +32,7 @@ use rankfit_train::model::llama::{DecoderInputs, Llama, LlamaWeights, NoHook};
 use rankfit_train::model::llama_assets::ensure_smollm2;
 use rankfit_train::model::llama_generate::{greedy, GenerateOptions};
 use rankfit_train::model::weights::HostTensor;
-use rankfit_train::params::ParamStore;
+use rankfit_train::params::{ParamId, ParamStore};
 use rankfit_train::{TrainEvent, TrainJob};
 
 type B = common::B;
@@ -131,7 +131,7 @@ fn adapters_for(model: &Llama<I>, kind: AdapterKind, seed: u64) -> (ParamStore<I
     let mut adapters = Adapters::build_llama(&model.config, &targets, spec, &mut store, &mut rng, &dev).unwrap();
     // Trained-looking values: B (LoRA) and E (AdaLoRA) start at 0, which would make any check trivial.
     for (i, ad) in adapters.list.iter_mut().enumerate() {
-        let noisy = |store: &mut ParamStore<I>, idx: usize, std: f64, rng: &mut StdRng| {
+        let noisy = |store: &mut ParamStore<I>, idx: ParamId, std: f64, rng: &mut StdRng| {
             let shape = store.params[idx].value.dims();
             let data: Vec<f32> = (0..shape[0] * shape[1]).map(|_| normal(rng, std)).collect();
             store.params[idx].value = HostTensor::new(shape.to_vec(), data).to_tensor(&dev);
@@ -292,7 +292,13 @@ fn decoder_oracle_scores_gate_variants_like_masked_forward_passes() {
     let mut partial = vec![vec![true; 4]; k];
     partial[0] = vec![false; 4];
     partial[5] = vec![true, false, true, false];
-    let variants = vec![vec![vec![true; 4]; k], partial, vec![vec![false; 4]; k]];
+    // ALoRA's shapes, which the oracle restarts at the changed adapter's layer: all but one
+    // component (last layer), only one component on (a middle layer).
+    let mut without_last = vec![vec![true; 4]; k];
+    without_last[k - 1][2] = false;
+    let mut only_middle = vec![vec![false; 4]; k];
+    only_middle[k / 2][1] = true;
+    let variants = vec![vec![vec![true; 4]; k], partial, vec![vec![false; 4]; k], without_last, only_middle];
     let got = DecoderOracle::new(&model, &samples).losses(&adapters, &store, &variants).unwrap();
 
     let refs: Vec<&CausalSample> = samples.iter().collect();
@@ -313,6 +319,7 @@ fn decoder_oracle_scores_gate_variants_like_masked_forward_passes() {
     }
     assert!((got[2] - base).abs() < 1e-4 * base, "all gates off is the base model: {} vs {base}", got[2]);
     assert!((got[0] - got[2]).abs() > 1e-3, "the adapters change the loss ({} vs {})", got[0], got[2]);
+    assert!((got[0] - got[3]).abs() > 1e-6 && (got[2] - got[4]).abs() > 1e-6, "one component changes the loss: {got:?}");
 }
 
 /// [`adapters_for`] on the autodiff backend's inner store (plain LoRA, noisy B).

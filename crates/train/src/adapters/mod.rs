@@ -19,7 +19,7 @@ use rand::Rng;
 use crate::model::bert::{module_path, AdapterHook, BertConfig, Site};
 use crate::model::dropout;
 use crate::model::weights::HostTensor;
-use crate::params::{AdamW, ParamStore};
+use crate::params::{AdamW, ParamId, ParamStore};
 use crate::TrainError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,10 +68,10 @@ pub struct Adapter {
     /// Allocated components (r for LoRA, r_init for the triple).
     pub rank: usize,
     pub kind: AdapterKind,
-    /// Parameter indices: A/Q `[r, in]`, B/P `[out, r]`, E `[r, 1]` (triple only).
-    pub a: usize,
-    pub b: usize,
-    pub e: Option<usize>,
+    /// Parameters: A/Q `[r, in]`, B/P `[out, r]`, E `[r, 1]` (triple only).
+    pub a: ParamId,
+    pub b: ParamId,
+    pub e: Option<ParamId>,
     /// Output multiplier: alpha/r (LoRA) or alpha/(r_init + 1e-5) (triple, as PEFT).
     pub scale: f64,
     /// Live components (all true for LoRA).
@@ -307,12 +307,12 @@ impl Adapters {
         let b_like = |t: &Tensor<B, 2>| cols(&HostTensor::from_tensor(t), &mut || 0.0).to_tensor::<B, 2>(&device);
         let e_like = |t: &Tensor<B, 2>| rows(&HostTensor::from_tensor(t), 1, &mut || 0.0).to_tensor::<B, 2>(&device);
         type Follow<'f, B> = &'f dyn Fn(&Tensor<B, 2>) -> Tensor<B, 2>;
-        let follow: [(Option<usize>, Follow<'_, B>, bool); 3] =
+        let follow: [(Option<ParamId>, Follow<'_, B>, bool); 3] =
             [(Some(a_idx), &a_like, true), (Some(b_idx), &b_like, false), (e_idx, &e_like, true)];
         for (idx, f, along_rows) in follow {
             let Some(idx) = idx else { continue };
             adam.resize_components(idx, along_rows, old_r, &keep, grow);
-            for slot in [adam.m.get_mut(idx), adam.v.get_mut(idx), grads.get_mut(idx)].into_iter().flatten() {
+            for slot in [adam.m.get_mut(idx.index()), adam.v.get_mut(idx.index()), grads.get_mut(idx.index())].into_iter().flatten() {
                 if let Some(t) = slot.take() {
                     *slot = Some(f(&t));
                 }

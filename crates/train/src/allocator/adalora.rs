@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::{AllocContext, AllocatorState, RankAllocator};
 use crate::adapters::{AdapterKind, Adapters, Masking};
 use crate::model::weights::HostTensor;
-use crate::params::ParamStore;
+use crate::params::{ParamId, ParamStore};
 use crate::TrainError;
 
 /// AdaLoRA's cubic budget schedule with every step field resolved.
@@ -82,7 +82,7 @@ pub struct Importance<B: Backend> {
     pub beta1: f64,
     pub beta2: f64,
     /// Per parameter index (A, E, B of every triple).
-    ema: HashMap<usize, Ema<B>>,
+    ema: HashMap<ParamId, Ema<B>>,
 }
 
 impl<B: Backend> Importance<B> {
@@ -97,7 +97,7 @@ impl<B: Backend> Importance<B> {
     pub fn update(&mut self, adapters: &Adapters, store: &ParamStore<B>, grads: &[Option<Tensor<B, 2>>]) {
         for ad in adapters.list.iter().filter(|a| a.kind == AdapterKind::Svd) {
             for idx in [Some(ad.a), ad.e, Some(ad.b)].into_iter().flatten() {
-                let Some(g) = grads.get(idx).and_then(Option::as_ref) else { continue };
+                let Some(g) = grads.get(idx.index()).and_then(Option::as_ref) else { continue };
                 let ipt = (store.params[idx].value.clone() * g.clone()).abs();
                 let (b1, b2) = (self.beta1, self.beta2);
                 let next = match self.ema.remove(&idx) {
@@ -119,7 +119,7 @@ impl<B: Backend> Importance<B> {
 
     /// Component scores per adapter, host-side (`+inf` for non-triple adapters).
     pub fn scores(&self, adapters: &Adapters) -> Vec<Vec<f32>> {
-        let score = |idx: usize| self.ema.get(&idx).map(|e| e.ipt.clone() * e.unc.clone());
+        let score = |idx: ParamId| self.ema.get(&idx).map(|e| e.ipt.clone() * e.unc.clone());
         adapters
             .list
             .iter()
@@ -149,8 +149,8 @@ impl<B: Backend> Importance<B> {
         keys.sort_unstable();
         for k in keys {
             let e = &self.ema[&k];
-            tensors.push((format!("ipt.{k}"), HostTensor::from_tensor(&e.ipt)));
-            tensors.push((format!("unc.{k}"), HostTensor::from_tensor(&e.unc)));
+            tensors.push((format!("ipt.{}", k.index()), HostTensor::from_tensor(&e.ipt)));
+            tensors.push((format!("unc.{}", k.index()), HostTensor::from_tensor(&e.unc)));
         }
         tensors
     }
@@ -161,7 +161,7 @@ impl<B: Backend> Importance<B> {
         for (name, t) in tensors {
             let bad = || TrainError::Checkpoint(format!("bad allocator tensor {name}"));
             let (kind, idx) = name.split_once('.').ok_or_else(bad)?;
-            let idx: usize = idx.parse().map_err(|_| bad())?;
+            let idx = ParamId::from_index(idx.parse().map_err(|_| bad())?);
             match kind {
                 "ipt" => ipts.insert(idx, t.to_tensor::<B, 2>(device)),
                 "unc" => uncs.insert(idx, t.to_tensor::<B, 2>(device)),

@@ -63,6 +63,48 @@ pub trait AblationOracle<B: Backend> {
     }
 }
 
+/// How an oracle can skip the layers below a variant's first change: a variant's gates equal
+/// a reference setting's in every layer below the first adapter where they differ, so the
+/// layer inputs up to there are the reference's. Two references cover ALoRA's variants ("all
+/// current gates but one" and "only one component on"): the current gates and all gates off.
+/// An oracle traces each reference's layer inputs once and runs each variant from
+/// `start` upward on `trace[reference][start]`; the losses are those of full passes.
+pub struct RestartPlan {
+    /// The reference gate settings: `[current, none]`.
+    pub references: [Vec<Vec<bool>>; 2],
+    /// `(start layer, reference) -> variant indices`, in ascending order of both (a start
+    /// equal to the layer count means the variant is the reference: only the head runs).
+    pub groups: std::collections::BTreeMap<(usize, usize), Vec<usize>>,
+}
+
+impl RestartPlan {
+    pub fn new(adapters: &Adapters, variants: &[Vec<Vec<bool>>], layers: usize) -> Self {
+        let references = [
+            adapters.list.iter().map(|a| a.mask.clone()).collect::<Vec<_>>(),
+            adapters.list.iter().map(|a| vec![false; a.rank]).collect::<Vec<_>>(),
+        ];
+        let first_change = |gates: &[Vec<bool>], reference: &[Vec<bool>]| {
+            adapters.list.iter().zip(gates.iter().zip(reference)).filter(|(_, (g, r))| g != r).map(|(a, _)| a.layer).min().unwrap_or(layers)
+        };
+        let mut groups: std::collections::BTreeMap<(usize, usize), Vec<usize>> = Default::default();
+        for (v, gates) in variants.iter().enumerate() {
+            let (s0, s1) = (first_change(gates, &references[0]), first_change(gates, &references[1]));
+            let key = if s0 >= s1 { (s0, 0) } else { (s1, 1) };
+            groups.entry(key).or_default().push(v);
+        }
+        Self { references, groups }
+    }
+}
+
+/// Indices of `lengths` in buckets of at most `size`, each holding examples of similar
+/// length (sorted by length, ties by index): an oracle pads each bucket to its own longest
+/// example instead of the batch's.
+pub fn length_buckets(lengths: &[usize], size: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    order.sort_by_key(|&i| (lengths[i], i));
+    order.chunks(size.max(1)).map(<[usize]>::to_vec).collect()
+}
+
 /// Any closure with the oracle's signature is an oracle (tests, toy models).
 impl<B: Backend, F> AblationOracle<B> for F
 where
@@ -410,6 +452,44 @@ pub(crate) mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Six adapters, two per layer (query, value) over three layers, rank 2, all live.
+    #[test]
+    fn restart_plan_starts_each_variant_at_its_first_change_from_the_longer_agreeing_reference() {
+        let (mut adapters, _, _) = testing::toy(6, 2, crate::adapters::AdapterKind::Lora, 1);
+        adapters.list[3].mask = vec![true, false];
+        let current: Vec<Vec<bool>> = adapters.list.iter().map(|a| a.mask.clone()).collect();
+        let none = vec![vec![false; 2]; 6];
+        let with = |base: &Vec<Vec<bool>>, k: usize, i: usize, on: bool| {
+            let mut v = base.clone();
+            v[k][i] = on;
+            v
+        };
+        let variants = vec![
+            with(&current, 4, 0, false), // 0: without a layer-2 component -> current, layer 2
+            with(&none, 1, 1, true),     // 1: only a layer-0 component -> layer 0 (a tie: current)
+            with(&none, 5, 0, true),     // 2: only a layer-2 component -> none, layer 2
+            current.clone(),             // 3: the current gates -> current, nothing runs (3)
+            none.clone(),                // 4: everything off -> none, nothing runs (3)
+            with(&current, 0, 0, false), // 5: without a layer-0 component -> current, layer 0
+            with(&current, 2, 1, false), // 6: layer 1
+        ];
+        let plan = RestartPlan::new(&adapters, &variants, 3);
+        assert_eq!(plan.references, [current, none]);
+        let got: Vec<((usize, usize), Vec<usize>)> = plan.groups.into_iter().collect();
+        // Ties (both references differ in the same first layer) go to `current`.
+        let want =
+            vec![((0, 0), vec![1, 5]), ((1, 0), vec![6]), ((2, 0), vec![0]), ((2, 1), vec![2]), ((3, 0), vec![3]), ((3, 1), vec![4])];
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn length_buckets_group_similar_lengths_and_keep_every_index_once() {
+        let lengths = [30, 5, 12, 5, 40, 12, 7];
+        assert_eq!(length_buckets(&lengths, 3), vec![vec![1, 3, 6], vec![2, 5, 0], vec![4]]);
+        assert_eq!(length_buckets(&lengths, 0).len(), 7, "a zero size is one example per bucket");
+        assert!(length_buckets(&[], 8).is_empty());
+    }
 
     #[test]
     fn module_types_keep_berts_three_dense_modules_apart() {

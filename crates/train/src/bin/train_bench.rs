@@ -445,7 +445,7 @@ fn allocation_round(
                 })
                 .collect();
             let task = HeadTask::Classification { labels: vec!["a".into(), "b".into()] };
-            let mut oracle = BertOracle::<B> { bert, head: *head, task: &task, samples: &samples };
+            let mut oracle = BertOracle::<B>::new(bert, *head, &task, &samples);
             let is = ablation_importance(adapters, store, &mut oracle)?;
             let n = is.iter().flatten().flatten().count();
             format!("alora ablation round ({} variants on a batch of {val})", 2 * n)

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::fused::{gelu, softmax};
 use super::weights::{read_safetensors, take, HostTensor};
 use super::{affine, dropout, layer_norm};
+use crate::params::ParamId;
 use crate::tokenize::Batch;
 use crate::TrainError;
 
@@ -140,15 +141,15 @@ struct Layer<B: Backend> {
     out_ln: Norm<B>,
 }
 
-/// Indices of the head's tensors in the parameter list.
+/// The head's tensors in the parameter store.
 #[derive(Debug, Clone, Copy)]
 pub struct HeadParams {
     /// `bert.pooler.dense.weight` `[h, h]` and `.bias` `[1, h]`.
-    pub pooler_w: usize,
-    pub pooler_b: usize,
+    pub pooler_w: ParamId,
+    pub pooler_b: ParamId,
     /// `classifier.weight` `[labels, h]` and `.bias` `[1, labels]`.
-    pub classifier_w: usize,
-    pub classifier_b: usize,
+    pub classifier_w: ParamId,
+    pub classifier_b: ParamId,
 }
 
 /// The frozen encoder.
@@ -182,6 +183,17 @@ impl<B: Backend> Inputs<B> {
         let bias: Vec<f32> = batch.mask.iter().map(|m| (1.0 - m) * -1e9).collect();
         let mask_bias = Tensor::from_data(TensorData::new(bias, [b, 1, 1, s]), device);
         Self { batch: b, seq: s, ids, type_ids, mask_bias }
+    }
+
+    /// The batch `times` times over, one copy after another along the batch dimension.
+    pub fn repeat(&self, times: usize) -> Self {
+        Self {
+            batch: self.batch * times,
+            seq: self.seq,
+            ids: self.ids.clone().repeat_dim(0, times),
+            type_ids: self.type_ids.clone().repeat_dim(0, times),
+            mask_bias: self.mask_bias.clone().repeat_dim(0, times),
+        }
     }
 }
 
@@ -233,43 +245,79 @@ impl<B: Backend> Bert<B> {
 
     /// Last hidden states `[batch, seq, hidden]`.
     pub fn encode(&self, inp: &Inputs<B>, params: &[Tensor<B, 2>], hook: &dyn AdapterHook<B, Site>, train: bool) -> Tensor<B, 3> {
-        let cfg = &self.config;
-        let (b, s, h) = (inp.batch, inp.seq, cfg.hidden_size);
-        let heads = cfg.num_attention_heads;
-        let dh = h / heads;
-        let p_hidden = cfg.hidden_dropout_prob;
-        let eps = cfg.layer_norm_eps;
+        let x = self.embed(inp, train);
+        let x = self.layers(0..self.layers.len(), x, inp, params, hook, train);
+        x.reshape([inp.batch, inp.seq, self.config.hidden_size])
+    }
 
+    /// The input of layer 0, `[batch * seq, hidden]`: word + token type + position
+    /// embeddings, layer norm, dropout.
+    pub fn embed(&self, inp: &Inputs<B>, train: bool) -> Tensor<B, 2> {
+        let (b, s, h) = (inp.batch, inp.seq, self.config.hidden_size);
         let words = self.word.clone().select(0, inp.ids.clone());
         let types = self.token_type.clone().select(0, inp.type_ids.clone());
         let pos = self.position.clone().narrow(0, 0, s).reshape([1, s, h]);
         let emb = (words + types).reshape([b, s, h]) + pos;
-        let mut x = dropout(layer_norm(emb, &self.emb_ln.gamma, &self.emb_ln.beta, eps), p_hidden, train).reshape([b * s, h]);
+        let ln = layer_norm(emb, &self.emb_ln.gamma, &self.emb_ln.beta, self.config.layer_norm_eps);
+        dropout(ln, self.config.hidden_dropout_prob, train).reshape([b * s, h])
+    }
 
-        let scale = 1.0 / (dh as f64).sqrt();
-        for (l, layer) in self.layers.iter().enumerate() {
-            let lin = |site: Site, input: Tensor<B, 2>| -> Tensor<B, 2> {
-                let d = &layer.dense[site.index()];
-                let base = affine(input.clone(), &d.wt, &d.b);
-                match hook.delta(l, site, &input, params, train) {
-                    Some(delta) => base + delta,
-                    None => base,
-                }
-            };
-            let split = |t: Tensor<B, 2>| t.reshape([b, s, heads, dh]).swap_dims(1, 2);
-            let q = split(lin(Site::Query, x.clone()));
-            let k = split(lin(Site::Key, x.clone()));
-            let v = split(lin(Site::Value, x.clone()));
-            let scores = q.matmul(k.swap_dims(2, 3)) * scale + inp.mask_bias.clone();
-            let probs = dropout(softmax(scores, 3), cfg.attention_probs_dropout_prob, train);
-            let ctx = probs.matmul(v).swap_dims(1, 2).reshape([b * s, h]);
-            let attn = dropout(lin(Site::AttentionOutput, ctx), p_hidden, train);
-            let x1 = layer_norm(attn + x, &layer.attn_ln.gamma, &layer.attn_ln.beta, eps);
-            let inter = self.act.apply(lin(Site::Intermediate, x1.clone()));
-            let out = dropout(lin(Site::Output, inter), p_hidden, train);
-            x = layer_norm(out + x1, &layer.out_ln.gamma, &layer.out_ln.beta, eps);
+    /// Runs the layers in `range` on `x`, the input of the range's first layer
+    /// (`[batch * seq, hidden]`), and returns the input of the layer after it: with
+    /// `embed`, an encoder forward pass that can stop and restart at any layer (ALoRA's
+    /// oracle restarts ablation variants at the first layer whose gates they change).
+    pub fn layers(
+        &self,
+        range: std::ops::Range<usize>,
+        mut x: Tensor<B, 2>,
+        inp: &Inputs<B>,
+        params: &[Tensor<B, 2>],
+        hook: &dyn AdapterHook<B, Site>,
+        train: bool,
+    ) -> Tensor<B, 2> {
+        for l in range {
+            x = self.layer(l, x, inp, params, hook, train);
         }
-        x.reshape([b, s, h])
+        x
+    }
+
+    /// One encoder block: self-attention, residual + layer norm, feed-forward, residual +
+    /// layer norm.
+    fn layer(
+        &self,
+        l: usize,
+        x: Tensor<B, 2>,
+        inp: &Inputs<B>,
+        params: &[Tensor<B, 2>],
+        hook: &dyn AdapterHook<B, Site>,
+        train: bool,
+    ) -> Tensor<B, 2> {
+        let cfg = &self.config;
+        let (b, s, h) = (inp.batch, inp.seq, cfg.hidden_size);
+        let heads = cfg.num_attention_heads;
+        let dh = h / heads;
+        let (p_hidden, eps) = (cfg.hidden_dropout_prob, cfg.layer_norm_eps);
+        let layer = &self.layers[l];
+        let lin = |site: Site, input: Tensor<B, 2>| -> Tensor<B, 2> {
+            let d = &layer.dense[site.index()];
+            let base = affine(input.clone(), &d.wt, &d.b);
+            match hook.delta(l, site, &input, params, train) {
+                Some(delta) => base + delta,
+                None => base,
+            }
+        };
+        let split = |t: Tensor<B, 2>| t.reshape([b, s, heads, dh]).swap_dims(1, 2);
+        let q = split(lin(Site::Query, x.clone()));
+        let k = split(lin(Site::Key, x.clone()));
+        let v = split(lin(Site::Value, x.clone()));
+        let scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (dh as f64).sqrt()) + inp.mask_bias.clone();
+        let probs = dropout(softmax(scores, 3), cfg.attention_probs_dropout_prob, train);
+        let ctx = probs.matmul(v).swap_dims(1, 2).reshape([b * s, h]);
+        let attn = dropout(lin(Site::AttentionOutput, ctx), p_hidden, train);
+        let x1 = layer_norm(attn + x, &layer.attn_ln.gamma, &layer.attn_ln.beta, eps);
+        let inter = self.act.apply(lin(Site::Intermediate, x1.clone()));
+        let out = dropout(lin(Site::Output, inter), p_hidden, train);
+        layer_norm(out + x1, &layer.out_ln.gamma, &layer.out_ln.beta, eps)
     }
 
     /// Head logits `[batch, labels]`: pooler (dense + tanh on [CLS]), dropout, classifier.
@@ -282,8 +330,13 @@ impl<B: Backend> Bert<B> {
         train: bool,
     ) -> Tensor<B, 2> {
         let hidden = self.encode(inp, params, hook, train);
-        let h = self.config.hidden_size;
-        let cls = hidden.narrow(1, 0, 1).reshape([inp.batch, h]);
+        self.head(hidden, params, head, train)
+    }
+
+    /// The head on last hidden states `[batch, seq, hidden]`.
+    pub fn head(&self, hidden: Tensor<B, 3>, params: &[Tensor<B, 2>], head: &HeadParams, train: bool) -> Tensor<B, 2> {
+        let [batch, _, h] = hidden.dims();
+        let cls = hidden.narrow(1, 0, 1).reshape([batch, h]);
         let pooled = (cls.matmul(params[head.pooler_w].clone().transpose()) + params[head.pooler_b].clone()).tanh();
         let pooled = dropout(pooled, self.config.hidden_dropout_prob, train);
         pooled.matmul(params[head.classifier_w].clone().transpose()) + params[head.classifier_b].clone()

@@ -518,6 +518,28 @@ impl<B: Backend> KvCache<B> {
     }
 }
 
+/// The per-forward constants every layer shares ([`Llama::frame`]).
+pub struct Frame<B: Backend> {
+    pub batch: usize,
+    pub seq: usize,
+    /// Cached positions before this pass's first token.
+    pub offset: usize,
+    /// Rotary tables `[1, 1, seq, head_dim]`.
+    cos: Tensor<B, 4>,
+    sin: Tensor<B, 4>,
+    /// Additive attention bias, `[1 or batch, 1, rep * seq, offset + seq]`.
+    bias: Tensor<B, 4>,
+}
+
+impl<B: Backend> Frame<B> {
+    /// The same frame for the batch `times` times over (the bias is shared by every row
+    /// unless it carries padding, which is repeated).
+    pub fn repeat(&self, times: usize) -> Self {
+        let bias = if self.bias.dims()[0] == 1 { self.bias.clone() } else { self.bias.clone().repeat_dim(0, times) };
+        Self { batch: self.batch * times, seq: self.seq, offset: self.offset, cos: self.cos.clone(), sin: self.sin.clone(), bias }
+    }
+}
+
 /// A batch of token ids on the device.
 pub struct DecoderInputs<B: Backend> {
     pub batch: usize,
@@ -648,22 +670,39 @@ impl<B: Backend> Llama<B> {
         hook: &dyn AdapterHook<B, LlamaSite>,
         train: bool,
     ) -> Tensor<B, 3> {
-        let cfg = &self.config;
-        let (b, s, h, hd) = (inp.batch, inp.seq, cfg.hidden_size, cfg.head_dim);
-        let (nh, nkv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
-        let rep = nh / nkv;
+        let mut cache = cache;
+        let frame = self.frame(inp, cache.as_deref_mut());
+        let mut x = self.embed(inp);
+        for l in 0..self.layers.len() {
+            x = self.block(l, x, &frame, cache.as_deref_mut(), params, hook, train);
+        }
+        if let Some(c) = cache {
+            c.len = frame.offset + frame.seq;
+        }
+        self.final_norm(x, &frame)
+    }
+
+    /// Token embeddings `[batch * seq, hidden]`: the input of layer 0.
+    pub fn embed(&self, inp: &DecoderInputs<B>) -> Tensor<B, 2> {
+        self.embed.clone().select(0, inp.ids.clone())
+    }
+
+    /// The final RMSNorm of the last layer's output, `[batch, seq, hidden]`.
+    pub fn final_norm(&self, x: Tensor<B, 2>, frame: &Frame<B>) -> Tensor<B, 3> {
+        rms_norm(x, &self.norm, self.config.rms_norm_eps).reshape([frame.batch, frame.seq, self.config.hidden_size])
+    }
+
+    /// What every layer of one forward pass shares: the rotary tables of its positions and the
+    /// attention bias (causal, plus padding; with a cache, over the cached keys too, and the
+    /// cache's padding bias is extended).
+    pub fn frame(&self, inp: &DecoderInputs<B>, cache: Option<&mut KvCache<B>>) -> Frame<B> {
+        let (b, s) = (inp.batch, inp.seq);
+        let rep = self.config.num_attention_heads / self.config.num_key_value_heads;
         let device = inp.ids.device();
         let mut cache = cache;
         let offset = cache.as_ref().map_or(0, |c| c.len);
         let total = offset + s;
         let (cos, sin) = self.rope_tables(offset, s, &device);
-        let rope = |x: Tensor<B, 4>| -> Tensor<B, 4> {
-            let half = hd / 2;
-            let x1 = x.clone().narrow(3, 0, half);
-            let x2 = x.clone().narrow(3, half, half);
-            let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
-            x * cos.clone() + rotated * sin.clone()
-        };
         // Causal mask for the grouped query layout [rep * s, total]: query i (position
         // offset + i) sees keys 0..=offset + i.
         let mut mask = vec![0f32; rep * s * total];
@@ -693,46 +732,83 @@ impl<B: Backend> Llama<B> {
         if let Some(kb) = key_bias {
             bias = bias + kb;
         }
+        Frame { batch: b, seq: s, offset, cos, sin, bias }
+    }
 
-        let scale = 1.0 / (hd as f64).sqrt();
-        let mut x = self.embed.clone().select(0, inp.ids.clone());
-        for (l, layer) in self.layers.iter().enumerate() {
-            let lin = |site: LlamaSite, input: Tensor<B, 2>| -> Tensor<B, 2> {
-                let base = input.clone().matmul(layer.wt[site.index()].clone());
-                match hook.delta(l, site, &input, params, train) {
-                    Some(delta) => base + delta,
-                    None => base,
-                }
-            };
-            let normed = rms_norm(x.clone(), &layer.input_norm, cfg.rms_norm_eps);
-            let q = rope(lin(LlamaSite::Query, normed.clone()).reshape([b, s, nh, hd]).swap_dims(1, 2));
-            let k = rope(lin(LlamaSite::Key, normed.clone()).reshape([b, s, nkv, hd]).swap_dims(1, 2));
-            let v = lin(LlamaSite::Value, normed).reshape([b, s, nkv, hd]).swap_dims(1, 2);
-            let (k, v) = match cache.as_mut() {
-                Some(c) => {
-                    let (k, v) = match c.layers[l].take() {
-                        Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),
-                        None => (k, v),
-                    };
-                    c.layers[l] = Some((k.clone(), v.clone()));
-                    (k, v)
-                }
-                None => (k, v),
-            };
-            // Group the query heads sharing a key/value head: [b, nkv, rep * s, hd].
-            let qg = q.reshape([b, nkv, rep * s, hd]);
-            let scores = qg.matmul(k.swap_dims(2, 3)) * scale + bias.clone();
-            let probs = softmax(scores, 3);
-            let ctx = probs.matmul(v).reshape([b, nh, s, hd]).swap_dims(1, 2).reshape([b * s, nh * hd]);
-            let x1 = x + lin(LlamaSite::Output, ctx);
-            let normed = rms_norm(x1.clone(), &layer.post_attn_norm, cfg.rms_norm_eps);
-            let gated = silu(lin(LlamaSite::Gate, normed.clone())) * lin(LlamaSite::Up, normed);
-            x = x1 + lin(LlamaSite::Down, gated);
+    /// Runs layers `range` on `x`, the input of the range's first layer (`[batch * seq,
+    /// hidden]`, no cache), and returns the input of the layer after it. ALoRA's oracle
+    /// restarts ablation variants at the first layer whose gates they change.
+    pub fn blocks(
+        &self,
+        range: std::ops::Range<usize>,
+        mut x: Tensor<B, 2>,
+        frame: &Frame<B>,
+        params: &[Tensor<B, 2>],
+        hook: &dyn AdapterHook<B, LlamaSite>,
+        train: bool,
+    ) -> Tensor<B, 2> {
+        for l in range {
+            x = self.block(l, x, frame, None, params, hook, train);
         }
-        if let Some(c) = cache {
-            c.len = total;
-        }
-        rms_norm(x, &self.norm, cfg.rms_norm_eps).reshape([b, s, h])
+        x
+    }
+
+    /// One decoder layer: RMSNorm, grouped-query self-attention with rotary positions,
+    /// residual, RMSNorm, SwiGLU MLP, residual.
+    #[allow(clippy::too_many_arguments)]
+    fn block(
+        &self,
+        l: usize,
+        x: Tensor<B, 2>,
+        frame: &Frame<B>,
+        cache: Option<&mut KvCache<B>>,
+        params: &[Tensor<B, 2>],
+        hook: &dyn AdapterHook<B, LlamaSite>,
+        train: bool,
+    ) -> Tensor<B, 2> {
+        let cfg = &self.config;
+        let (b, s, hd) = (frame.batch, frame.seq, cfg.head_dim);
+        let (nh, nkv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
+        let rep = nh / nkv;
+        let layer = &self.layers[l];
+        let rope = |x: Tensor<B, 4>| -> Tensor<B, 4> {
+            let half = hd / 2;
+            let x1 = x.clone().narrow(3, 0, half);
+            let x2 = x.clone().narrow(3, half, half);
+            let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
+            x * frame.cos.clone() + rotated * frame.sin.clone()
+        };
+        let lin = |site: LlamaSite, input: Tensor<B, 2>| -> Tensor<B, 2> {
+            let base = input.clone().matmul(layer.wt[site.index()].clone());
+            match hook.delta(l, site, &input, params, train) {
+                Some(delta) => base + delta,
+                None => base,
+            }
+        };
+        let normed = rms_norm(x.clone(), &layer.input_norm, cfg.rms_norm_eps);
+        let q = rope(lin(LlamaSite::Query, normed.clone()).reshape([b, s, nh, hd]).swap_dims(1, 2));
+        let k = rope(lin(LlamaSite::Key, normed.clone()).reshape([b, s, nkv, hd]).swap_dims(1, 2));
+        let v = lin(LlamaSite::Value, normed).reshape([b, s, nkv, hd]).swap_dims(1, 2);
+        let (k, v) = match cache {
+            Some(c) => {
+                let (k, v) = match c.layers[l].take() {
+                    Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),
+                    None => (k, v),
+                };
+                c.layers[l] = Some((k.clone(), v.clone()));
+                (k, v)
+            }
+            None => (k, v),
+        };
+        // Group the query heads sharing a key/value head: [b, nkv, rep * s, hd].
+        let qg = q.reshape([b, nkv, rep * s, hd]);
+        let scores = qg.matmul(k.swap_dims(2, 3)) * (1.0 / (hd as f64).sqrt()) + frame.bias.clone();
+        let probs = softmax(scores, 3);
+        let ctx = probs.matmul(v).reshape([b, nh, s, hd]).swap_dims(1, 2).reshape([b * s, nh * hd]);
+        let x1 = x + lin(LlamaSite::Output, ctx);
+        let normed = rms_norm(x1.clone(), &layer.post_attn_norm, cfg.rms_norm_eps);
+        let gated = silu(lin(LlamaSite::Gate, normed.clone())) * lin(LlamaSite::Up, normed);
+        x1 + lin(LlamaSite::Down, gated)
     }
 
     /// Vocabulary logits `[n, vocab]` of hidden states `[n, hidden]`.
