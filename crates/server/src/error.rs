@@ -6,7 +6,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use rankfit_store::StoreError;
 
-
 #[derive(Debug)]
 pub struct AppError {
     pub status: StatusCode,

@@ -93,7 +93,11 @@ async fn every_route_is_documented_and_every_documented_operation_reaches_its_ha
         assert!(op["responses"].as_object().is_some_and(|r| !r.is_empty()), "{method} {path} documents its responses");
         // A documented operation is served: it answers with the handler's own status, not
         // the API's fallback (404 "API route not found") or 405.
-        let url = format!("{}{}", api.base, path.replace("{id}", &uuid::Uuid::new_v4().to_string()).replace("{dataset_id}", &uuid::Uuid::new_v4().to_string()));
+        let url = format!(
+            "{}{}",
+            api.base,
+            path.replace("{id}", &uuid::Uuid::new_v4().to_string()).replace("{dataset_id}", &uuid::Uuid::new_v4().to_string())
+        );
         let mut req = api.http.request(Method::from_bytes(method.as_bytes()).unwrap(), url).bearer_auth(&token);
         if method == "POST" {
             req = req.json(&json!({}));
@@ -125,7 +129,8 @@ struct Checked<'a> {
 
 impl Checked<'_> {
     async fn call(&self, token: &str, method: &str, template: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut req = self.api.http.request(Method::from_bytes(method.as_bytes()).unwrap(), format!("{}{path}", self.api.base)).bearer_auth(token);
+        let mut req =
+            self.api.http.request(Method::from_bytes(method.as_bytes()).unwrap(), format!("{}{path}", self.api.base)).bearer_auth(token);
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -141,7 +146,11 @@ impl Checked<'_> {
             .response_schema(method, template, status.as_u16())
             .unwrap_or_else(|| panic!("{method} {template} answered {status}, which is not documented: {value}"));
         let errors = v.validate(schema, &value);
-        assert!(errors.is_empty(), "{method} {template} {status}: the response does not match the document:\n{}\n{value:#}", errors.join("\n"));
+        assert!(
+            errors.is_empty(),
+            "{method} {template} {status}: the response does not match the document:\n{}\n{value:#}",
+            errors.join("\n")
+        );
         self.checked.borrow_mut().insert((method.into(), template.into(), status.as_u16()));
         (status, value)
     }
@@ -201,7 +210,11 @@ async fn real_responses_validate_against_the_document() {
     let token = lease.token;
     let id = lease.run.id;
     assert!(events::record_metric(&api.db.pool, id, token, 1, "train", "loss", 0.7).await.unwrap());
-    let map = RankMap { step: 2, budget: 4, modules: vec![("bert.encoder.layer.0.attention.self.query".into(), 2), ("bert.encoder.layer.0.attention.self.value".into(), 2)] };
+    let map = RankMap {
+        step: 2,
+        budget: 4,
+        modules: vec![("bert.encoder.layer.0.attention.self.query".into(), 2), ("bert.encoder.layer.0.attention.self.value".into(), 2)],
+    };
     assert!(events::record_ranks(&api.db.pool, id, token, &map).await.unwrap());
     assert!(events::record_progress(&api.db.pool, id, token, &json!({"phase": "training", "step": 2, "total": 4})).await.unwrap());
     let preds: Vec<Prediction> = (0..4u32)
@@ -251,7 +264,8 @@ async fn real_responses_validate_against_the_document() {
 
     // Every JSON operation was exercised at least once.
     let done: BTreeSet<(String, String)> = c.checked.borrow().iter().map(|(m, p, _)| (m.clone(), p.clone())).collect();
-    let file_endpoints = ["/datasets/{id}/rows", "/runs/{id}/events", "/runs/{id}/adapter", "/runs/{id}/predictions", "/studies/{id}/events"];
+    let file_endpoints =
+        ["/datasets/{id}/rows", "/runs/{id}/events", "/runs/{id}/adapter", "/runs/{id}/predictions", "/studies/{id}/events"];
     let missing: Vec<_> = OPERATIONS
         .iter()
         .filter(|(m, p)| !file_endpoints.contains(p) && *m != "DELETE" || *p == "/runs/{id}/publish")

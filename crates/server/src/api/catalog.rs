@@ -201,7 +201,11 @@ pub async fn public_boards(State(st): State<AppState>, Auth(_team): Auth) -> Api
 /// runs with the same team's LoRA runs, rank groups span teams.
 #[utoipa::path(get, path = "/public/leaderboards/{dataset_id}", tag = "leaderboards", params(("dataset_id" = String, Path)),
     responses((status = 200, body = Leaderboard), (status = 404, body = ErrorBody)))]
-pub async fn public_leaderboard(State(st): State<AppState>, Auth(_team): Auth, Path(dataset_id): Path<String>) -> ApiResult<Json<Leaderboard>> {
+pub async fn public_leaderboard(
+    State(st): State<AppState>,
+    Auth(_team): Auth,
+    Path(dataset_id): Path<String>,
+) -> ApiResult<Json<Leaderboard>> {
     let dataset_id = super::parse_id(&dataset_id, "dataset")?;
     let dataset = datasets::get_any(&st.pool, dataset_id)
         .await
@@ -210,5 +214,9 @@ pub async fn public_leaderboard(State(st): State<AppState>, Auth(_team): Auth, P
         .ok_or_else(|| AppError::not_found("public dataset"))?;
     let rows = rankfit_store::studies::public_results(&st.pool, dataset.id).await?;
     let cells = super::studies::cells_of(&st, rows).await?;
-    Ok(Json(Leaderboard::new(&dataset, "best validation checkpoint of every published run; seeds are replicates; cells are per team", cells)?))
+    Ok(Json(Leaderboard::new(
+        &dataset,
+        "best validation checkpoint of every published run; seeds are replicates; cells are per team",
+        cells,
+    )?))
 }

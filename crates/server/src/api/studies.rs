@@ -10,10 +10,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use rankfit_domain::comparison::{self, Cell, Options, RunCosts, RunResult};
 use rankfit_domain::estimate::{self, Estimate, StudyEstimate};
-use rankfit_domain::table::PaperTable;
 use rankfit_domain::run::Method;
 use rankfit_domain::study::{StudyExtension, StudySpec};
 use rankfit_domain::summary::RunSummary;
+use rankfit_domain::table::PaperTable;
 use rankfit_domain::task::TaskFamily;
 use rankfit_store::runs::{NewRun, RunRow};
 use rankfit_store::studies::{self, Progress, StudyRow};
@@ -183,7 +183,13 @@ pub async fn create(
         let per_run: Vec<GridPointEstimate> = runs
             .iter()
             .zip(&estimates)
-            .map(|(r, e)| GridPointEstimate { dataset_id: r.dataset_id, method: r.method.clone(), budget: r.budget, seed: r.seed, estimate: e.clone() })
+            .map(|(r, e)| GridPointEstimate {
+                dataset_id: r.dataset_id,
+                method: r.method.clone(),
+                budget: r.budget,
+                seed: r.seed,
+                estimate: e.clone(),
+            })
             .collect();
         let body = StudyDryRun { dry_run: true, grid_size: runs.len(), estimate: estimate::study_estimate(&estimates), runs: per_run };
         return Ok((StatusCode::OK, Json(body)).into_response());
