@@ -20,16 +20,31 @@ async fn main() {
     let workers: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(16);
     let db = TestDb::new().await;
     let team = rankfit_store::teams::create_team(&db.pool, "load", false).await.unwrap();
-    let ds = Uuid::new_v4();
-    sqlx::query(
-        "insert into dataset (id, team_id, name, task_family, format, parse_options, row_count, splits, bytes, sha256, uri, report)
-         values ($1, $2, 'load', 'classification', 'jsonl', '{}', 1, '{}', 1, '', 'x', '{}')",
+    // Through the store's own insert, so the example follows the schema as it changes.
+    let ds = rankfit_store::datasets::insert(
+        &db.pool,
+        &rankfit_store::datasets::NewDataset {
+            id: Uuid::new_v4(),
+            team_id: Some(team.id),
+            name: "load".into(),
+            task_family: "classification".into(),
+            format: "jsonl".into(),
+            parse_options: json!({}),
+            label_set: json!(["a", "b"]),
+            row_count: 1,
+            splits: json!({"train": 1}),
+            bytes: 1,
+            sha256: String::new(),
+            uri: "x".into(),
+            report: json!({}),
+            primary_metric: "accuracy".into(),
+            benchmark: None,
+            suite_id: None,
+        },
     )
-    .bind(ds)
-    .bind(team.id)
-    .execute(&db.pool)
     .await
-    .unwrap();
+    .unwrap()
+    .id;
     let t0 = Instant::now();
     sqlx::query(
         "insert into run (id, team_id, dataset_id, base_model_id, method, config, budget, seed)
