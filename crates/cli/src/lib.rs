@@ -1,7 +1,9 @@
-//! The `rankfit` command: `serve`, `worker`, `demo`, `migrate`, `assets`, `team`.
+//! The `rankfit` command: `serve`, `worker`, `demo`, `migrate`, `assets`, `team`, and the
+//! REST client commands `login`, `datasets`, `runs`, `studies` ([`client`]).
 
 pub mod assets;
 pub mod benchmarks;
+pub mod client;
 mod db;
 mod demo;
 mod estimates;
@@ -79,6 +81,32 @@ enum Command {
         #[command(subcommand)]
         command: TeamCommand,
     },
+    /// Check a server URL and token and save them for the client commands.
+    Login {
+        #[command(flatten)]
+        connection: client::Connection,
+    },
+    /// Datasets on a rankfit server: upload, list, show.
+    Datasets {
+        #[command(flatten)]
+        connection: client::Connection,
+        #[command(subcommand)]
+        command: client::datasets::DatasetsCommand,
+    },
+    /// Runs on a rankfit server: create, list, show, cancel, watch, download.
+    Runs {
+        #[command(flatten)]
+        connection: client::Connection,
+        #[command(subcommand)]
+        command: client::runs::RunsCommand,
+    },
+    /// Studies on a rankfit server: create from an experiment file, list, show, watch, table, cancel.
+    Studies {
+        #[command(flatten)]
+        connection: client::Connection,
+        #[command(subcommand)]
+        command: client::studies::StudiesCommand,
+    },
 }
 
 #[derive(Args)]
@@ -131,13 +159,26 @@ enum TeamCommand {
     Token { name: String },
 }
 
-pub fn main() -> anyhow::Result<()> {
+/// Runs the command; an error is printed as its message and causes (no backtrace: they are
+/// meant for the person at the terminal) and the exit status is 1.
+pub fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn,tower_http=info".into()))
+        .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    rt.block_on(run(cli))
+    let result =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(anyhow::Error::from).and_then(|rt| rt.block_on(run(cli)));
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -202,6 +243,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             result.map(|_| ())
         }
         Command::Demo(args) => demo::run(&g, args).await,
+        Command::Login { connection } => client::login(&connection).await,
+        Command::Datasets { connection, command } => client::datasets::run(&client::Client::from_connection(&connection)?, command).await,
+        Command::Runs { connection, command } => client::runs::run(&client::Client::from_connection(&connection)?, command).await,
+        Command::Studies { connection, command } => client::studies::run(&client::Client::from_connection(&connection)?, command).await,
     }
 }
 

@@ -362,3 +362,151 @@ async fn a_study_runs_through_the_worker_and_its_table_is_the_runs_own_numbers()
     assert_eq!(pr["succeeded"].as_i64().unwrap() + pr["cancelled"].as_i64().unwrap(), 3, "{pr}");
     p.stop().await;
 }
+
+/// Runs the `rankfit` binary as a user would, with the saved login of `config`.
+async fn rankfit(config: &std::path::Path, cwd: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_rankfit"))
+        .args(args)
+        .current_dir(cwd)
+        .env("RANKFIT_CONFIG", config)
+        .env_remove("RANKFIT_URL")
+        .env_remove("RANKFIT_TOKEN")
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// The terminal loop a new user does: log in, upload (a broken file is rejected with its
+/// line and stores nothing), create a study from an experiment file (a malformed one is
+/// rejected at its line and creates nothing), watch it, print its table, download an
+/// adapter unzipped and PEFT-shaped, and watch a cancelled run exit non-zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_client_runs_upload_study_watch_table_download() {
+    let p = Platform::start().await;
+    let team = teams::create_team(&p.db.pool, "terminal", false).await.unwrap();
+    let token = teams::issue_token(&p.db.pool, team.id, "cli").await.unwrap().secret;
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path();
+    let config = dir.join("config.json");
+    let server = p.base.trim_end_matches("/api/v1").to_string();
+
+    let (ok, out, err) = rankfit(&config, dir, &["login", "--url", &server, "--token", &token]).await;
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("logged in as team terminal"), "{out}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&config).unwrap().permissions().mode() & 0o777, 0o600, "the token file is private");
+
+    // A broken upload: line-numbered, nothing stored.
+    std::fs::write(dir.join("broken.jsonl"), "{\"text\": \"fine\", \"label\": \"a\"}\n{\"text\": \"no label\"}\n").unwrap();
+    let (ok, out, err) = rankfit(&config, dir, &["datasets", "upload", "broken.jsonl"]).await;
+    assert!(!ok, "{out}");
+    assert!(err.contains("line 2"), "{err}");
+    let (_, out, _) = rankfit(&config, dir, &["datasets", "list", "--json"]).await;
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["datasets"], json!([]), "nothing stored");
+
+    // The real task's first 160 examples, uploaded by name.
+    let raw: Value = serde_json::from_slice(&std::fs::read(rankfit_cli::assets::bigbench_task(&p.assets, TASK)).unwrap()).unwrap();
+    let mut sliced = raw.clone();
+    sliced["examples"].as_array_mut().unwrap().truncate(160);
+    std::fs::write(dir.join("multiemo.json"), serde_json::to_vec(&sliced).unwrap()).unwrap();
+    let (ok, out, err) = rankfit(&config, dir, &["datasets", "upload", "multiemo.json", "--name", "multiemo-160"]).await;
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("rows          160 (") && out.contains("labels"), "{out}");
+
+    // Malformed experiment files: located, nothing created.
+    let good = r#"name = "terminal study"
+datasets = ["multiemo-160"]
+methods = ["lora", "adalora"]
+budgets = [2]
+seeds = 1
+
+[training]
+max_steps = 6
+batch_size = 16
+max_seq_len = 32
+learning_rate = 0.003
+checkpoint_every = 0
+
+[method_config.adalora]
+init_r = 3
+"#;
+    for (bad, needle) in [
+        (good.replace("budgets = [2]", "budget = [2]"), "study.toml:4:1: unknown field `budget`"),
+        (good.replace("learning_rate = 0.003", "learning_rate = 5.0"), "study.toml:11:1: training.learning_rate: must be in (0, 1]"),
+        (good.replace("\"multiemo-160\"", "\"no-such-set\""), "study.toml:2:1: no dataset named \"no-such-set\""),
+    ] {
+        std::fs::write(dir.join("study.toml"), &bad).unwrap();
+        let (ok, out, err) = rankfit(&config, dir, &["studies", "create", "study.toml"]).await;
+        assert!(!ok, "{out}");
+        assert!(err.contains(needle) && err.contains("nothing was created"), "expected {needle:?} in:\n{err}");
+    }
+    let (_, out, _) = rankfit(&config, dir, &["studies", "list", "--json"]).await;
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["studies"], json!([]), "no study created");
+    let (_, out, _) = rankfit(&config, dir, &["runs", "list", "--json"]).await;
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["runs"], json!([]), "no run queued");
+
+    // The study: created, watched to the end, tabled.
+    std::fs::write(dir.join("study.toml"), good).unwrap();
+    let (ok, out, err) = rankfit(&config, dir, &["studies", "create", "study.toml", "--dry-run"]).await;
+    assert!(ok && out.contains("study.toml is valid: 2 runs"), "{out}{err}");
+    let (ok, out, err) = rankfit(&config, dir, &["studies", "create", "study.toml", "--json"]).await;
+    assert!(ok, "{out}{err}");
+    let created: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(created["runs_created"], 2);
+    let study = created["study"]["id"].as_str().unwrap().to_string();
+    let (ok, out, err) = rankfit(&config, dir, &["studies", "watch", &study]).await;
+    assert!(ok, "{out}{err}");
+    assert!(err.contains("2/2 done: 2 succeeded"), "{err}");
+    assert!(out.contains("95% interval"), "{out}");
+    let (ok, table, err) = rankfit(&config, dir, &["studies", "table", &study, "--format", "md"]).await;
+    assert!(ok, "{err}");
+    assert!(table.contains("LoRA") && table.contains("AdaLoRA") && table.contains("multiemo-160"), "{table}");
+
+    // One of its runs: watched (replayed to its end), downloaded.
+    let (_, out, _) = rankfit(&config, dir, &["runs", "list", "--json", "--method", "adalora"]).await;
+    let runs: Value = serde_json::from_str(&out).unwrap();
+    let run = runs["runs"][0]["id"].as_str().unwrap().to_string();
+    let (ok, out, err) = rankfit(&config, dir, &["runs", "watch", &run]).await;
+    assert!(ok, "{out}{err}");
+    assert!(err.contains("status: succeeded") && out.contains("artifact peft"), "{out}{err}");
+    let (ok, out, err) = rankfit(&config, dir, &["runs", "download", &run, "-o", "adapter"]).await;
+    assert!(ok, "{out}{err}");
+    let cfg: Value = serde_json::from_slice(&std::fs::read(dir.join("adapter/adapter_config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["peft_type"], "ADALORA", "{cfg}");
+    let weights = std::fs::read(dir.join("adapter/adapter_model.safetensors")).unwrap();
+    assert!(safetensors::SafeTensors::deserialize(&weights).unwrap().names().iter().any(|n| n.contains("lora_E")), "AdaLoRA's E vectors");
+
+    // A run that is cancelled: `runs watch` exits non-zero with the outcome; the dry run queues nothing.
+    let (ok, out, err) =
+        rankfit(&config, dir, &["runs", "create", "--dataset", "multiemo-160", "--method", "lora", "--budget", "2", "--dry-run"]).await;
+    assert!(ok && out.contains("estimate:"), "{out}{err}");
+    let (ok, out, err) = rankfit(
+        &config,
+        dir,
+        &[
+            "runs",
+            "create",
+            "--json",
+            "--dataset",
+            "multiemo-160",
+            "--method",
+            "lora",
+            "--budget",
+            "2",
+            "--training",
+            r#"{"max_steps": 5000, "max_seq_len": 32}"#,
+        ],
+    )
+    .await;
+    assert!(ok, "{out}{err}");
+    let long = serde_json::from_str::<Value>(&out).unwrap()["run"]["id"].as_str().unwrap().to_string();
+    let (ok, _, err) = rankfit(&config, dir, &["runs", "cancel", &long]).await;
+    assert!(ok, "{err}");
+    let (ok, _, err) = rankfit(&config, dir, &["runs", "watch", &long]).await;
+    assert!(!ok && err.contains(&format!("run {long} cancelled")), "{err}");
+    let (_, out, _) = rankfit(&config, dir, &["runs", "list", "--json"]).await;
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["runs"].as_array().unwrap().len(), 3, "2 study runs + the cancelled one");
+    p.stop().await;
+}

@@ -170,7 +170,12 @@ pub async fn upload(State(st): State<AppState>, Auth(team): Auth, mp: Multipart)
         .await
         .map_err(AppError::internal)?
         .map_err(|invalid| {
-            let first = invalid.errors.first().map(|e| format!("line {}: {}", e.line, e.message)).unwrap_or_default();
+            // Line 0 is the file as a whole.
+            let first = invalid
+                .errors
+                .first()
+                .map(|e| if e.line > 0 { format!("line {}: {}", e.line, e.message) } else { e.message.clone() })
+                .unwrap_or_default();
             AppError::unprocessable("invalid_dataset", format!("the file was rejected; first problem: {first}"))
                 .with_details(json!({ "errors": invalid.errors }))
         })?;
