@@ -162,11 +162,11 @@ enum TeamCommand {
 /// Runs the command; an error is printed as its message and causes (no backtrace: they are
 /// meant for the person at the terminal) and the exit status is 1.
 pub fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn,tower_http=info".into()))
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    if let Err(e) = init_logging() {
+        eprintln!("error: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
     let result =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(anyhow::Error::from).and_then(|rt| rt.block_on(run(cli)));
     match result {
@@ -248,6 +248,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Runs { connection, command } => client::runs::run(&client::Client::from_connection(&connection)?, command).await,
         Command::Studies { connection, command } => client::studies::run(&client::Client::from_connection(&connection)?, command).await,
     }
+}
+
+/// Logs go to stderr, filtered by `RUST_LOG`; `RANKFIT_LOG_FORMAT=json` writes one JSON
+/// object per line (with the span fields, e.g. a worker's `run` id) for log collectors.
+fn init_logging() -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn,tower_http=info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match std::env::var("RANKFIT_LOG_FORMAT").as_deref() {
+        Ok("json") => builder.json().with_current_span(true).with_span_list(false).init(),
+        Ok("text") | Err(_) => builder.init(),
+        Ok(other) => anyhow::bail!("RANKFIT_LOG_FORMAT={other:?}: use text or json"),
+    }
+    Ok(())
 }
 
 /// Resolves on SIGINT or SIGTERM.

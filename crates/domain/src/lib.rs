@@ -22,6 +22,7 @@ pub mod catalog;
 pub mod comparison;
 pub mod dataset;
 pub mod estimate;
+pub mod fleet;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod generation;

@@ -6,6 +6,7 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod events;
+pub mod metrics;
 pub mod pages;
 
 use std::net::SocketAddr;
@@ -51,12 +52,13 @@ pub struct AppState {
     pub artifacts: ArtifactStore,
     pub config: Arc<ServerConfig>,
     pub events: events::EventHub,
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl AppState {
     pub async fn new(pool: Pool, artifacts: ArtifactStore, config: ServerConfig) -> Result<Self, rankfit_store::StoreError> {
         let events = events::EventHub::start(pool.clone()).await?;
-        Ok(Self { pool, artifacts, config: Arc::new(config), events })
+        Ok(Self { pool, artifacts, config: Arc::new(config), events, metrics: Arc::default() })
     }
 }
 
@@ -66,6 +68,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/api/v1", api::router(state.clone()))
         .merge(pages::router())
+        .route("/metrics", axum::routing::get(metrics::scrape))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .nest_service("/static", ServeDir::new(static_dir))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -59,6 +59,8 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("GET", "/leaderboards"),
     ("GET", "/public/leaderboards"),
     ("GET", "/public/leaderboards/{dataset_id}"),
+    ("GET", "/workers"),
+    ("GET", "/queue"),
 ];
 
 async fn document(api: &Api) -> Value {
@@ -261,6 +263,22 @@ async fn real_responses_validate_against_the_document() {
     c.call(&t, "POST", "/studies/{id}/publish", &format!("/studies/{study}/publish"), None).await;
     c.call(&t, "DELETE", "/studies/{id}/publish", &format!("/studies/{study}/publish"), None).await;
     c.call(&t, "POST", "/studies/{id}/cancel", &format!("/studies/{study}/cancel"), None).await;
+
+    // The fleet (admin teams), with one registered worker.
+    let worker = rankfit_store::workers::NewWorker {
+        name: "gpu-box:7".into(),
+        host: "gpu-box".into(),
+        pid: 7,
+        device: "cuda:0".into(),
+        features: vec!["cuda".into()],
+        version: "0.1.0".into(),
+        lease_secs: 30,
+    };
+    rankfit_store::workers::register(&api.db.pool, &worker).await.unwrap();
+    let (status, workers) = c.call(&admin, "GET", "/workers", "/workers", None).await;
+    assert_eq!((status, &workers["workers"][0]["state"]), (StatusCode::OK, &json!("alive")));
+    c.call(&t, "GET", "/workers", "/workers", None).await; // 403
+    c.call(&admin, "GET", "/queue", "/queue", None).await;
 
     // Every JSON operation was exercised at least once.
     let done: BTreeSet<(String, String)> = c.checked.borrow().iter().map(|(m, p, _)| (m.clone(), p.clone())).collect();

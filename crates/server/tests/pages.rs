@@ -382,6 +382,42 @@ async fn every_page_renders_for_a_signed_in_team_and_redirects_otherwise() {
 }
 
 #[tokio::test]
+async fn operators_see_the_fleet_and_the_queue_on_the_workers_page() {
+    let site = start().await;
+    let pool = &site.server.db.pool;
+    let admin_team = teams::create_team(pool, "operators", true).await.unwrap();
+    let admin = teams::issue_token(pool, admin_team.id, "test").await.unwrap().secret;
+    let user = site.team("researchers").await;
+    let ds = site.upload(&user, "sentiment").await;
+    let queued = site.create_run(&user, ds["id"].as_str().unwrap(), "adalora").await;
+    let w = rankfit_store::workers::NewWorker {
+        name: "gpu-box:41".into(),
+        host: "gpu-box".into(),
+        pid: 41,
+        device: "cuda:0".into(),
+        features: vec!["cuda".into()],
+        version: "0.1.0".into(),
+        lease_secs: 30,
+    };
+    rankfit_store::workers::register(pool, &w).await.unwrap();
+
+    let ops = site.sign_in(&admin).await;
+    let (status, html, _) = site.page(Some(&ops), "/workers").await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains("href=\"/workers\""), "operators get the nav link");
+    assert!(html.contains("gpu-box:41") && html.contains("cuda:0 (cuda)") && html.contains("worker-alive"), "{html}");
+    assert!(html.contains(&queued[..8]) && html.contains("researchers") && html.contains("adalora · sentiment"), "the queue: {html}");
+    assert!(html.contains("http-equiv=\"refresh\""), "the page refreshes itself");
+
+    let b = site.sign_in(&user).await;
+    let (status, html, _) = site.page(Some(&b), "/workers").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(html.contains("admin team"), "{html}");
+    let (_, html, _) = site.page(Some(&b), "/").await;
+    assert!(!html.contains("href=\"/workers\""), "no nav link for other teams");
+}
+
+#[tokio::test]
 async fn a_session_never_shows_another_teams_runs_or_datasets() {
     let site = start().await;
     let token_a = site.team("team-a").await;

@@ -16,6 +16,7 @@ pub mod studies;
 pub mod suites;
 pub mod teams;
 pub mod testing;
+pub mod workers;
 
 use std::time::Duration;
 

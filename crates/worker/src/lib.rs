@@ -32,7 +32,7 @@ use std::time::Duration;
 use rankfit_domain::dataset::{self, ParseOptions};
 use rankfit_domain::run::RunConfig;
 use rankfit_store::queue::{self, Lease, Outcome};
-use rankfit_store::{artifacts, datasets, events, ArtifactStore, Pool, StoreError};
+use rankfit_store::{artifacts, datasets, events, workers, ArtifactStore, Pool, StoreError};
 use rankfit_train::{ArtifactKind, TrainEvent, TrainJob, TrainOutput};
 use sqlx::postgres::PgListener;
 use tokio::sync::{mpsc, watch};
@@ -79,6 +79,8 @@ pub struct WorkerConfig {
     pub work_root: PathBuf,
     /// Stop after this many runs (tests, `rankfit demo`); None runs forever.
     pub max_runs: Option<usize>,
+    /// Where it trains (`cpu`, `cuda:N`), as the fleet view shows it.
+    pub device: String,
 }
 
 impl WorkerConfig {
@@ -91,7 +93,46 @@ impl WorkerConfig {
             assets_dir,
             work_root,
             max_runs: None,
+            device: rankfit_train::device::ComputeDevice::from_env().map(|d| d.to_string()).unwrap_or_else(|_| "cpu".into()),
         }
+    }
+
+    /// What the fleet view shows about this worker.
+    fn registration(&self) -> workers::NewWorker {
+        let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "unknown".into());
+        let features = if cfg!(feature = "cuda") { vec!["cuda".to_string()] } else { Vec::new() };
+        workers::NewWorker {
+            name: self.name.clone(),
+            host,
+            pid: std::process::id() as i32,
+            device: self.device.clone(),
+            features,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            lease_secs: self.lease.as_secs().max(1) as i32,
+        }
+    }
+}
+
+/// Heartbeats the worker's presence (and the run it is on) every `every` until `current`'s
+/// sender is dropped.
+async fn presence(pool: Pool, name: String, every: Duration, mut current: watch::Receiver<Option<Uuid>>) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            changed = current.changed() => if changed.is_err() { return },
+        }
+        let run = *current.borrow();
+        if let Err(e) = workers::beat(&pool, &name, run).await {
+            tracing::warn!("worker heartbeat failed: {e}");
+        }
+    }
+}
+
+/// Counts what the worker did; best effort (a failed count never fails a run).
+async fn count(pool: &Pool, name: &str, event: workers::WorkerEvent) {
+    if let Err(e) = workers::record(pool, name, event).await {
+        tracing::warn!("could not record {event:?} for worker {name}: {e}");
     }
 }
 
@@ -131,13 +172,20 @@ pub async fn run(
         }
     };
     let mut done = 0usize;
-    tracing::info!(worker = %cfg.name, "worker started");
+    let me = cfg.registration();
+    retrying("registering the worker", || workers::register(&pool, &me)).await?;
+    let (current_tx, current_rx) = watch::channel(None::<Uuid>);
+    let beating = tokio::spawn(presence(pool.clone(), cfg.name.clone(), cfg.lease / 3, current_rx));
+    tracing::info!(worker = %cfg.name, device = %cfg.device, "worker started");
     while !*shutdown.borrow() {
         if cfg.max_runs.is_some_and(|m| done >= m) {
             break;
         }
         let claimed = match queue::reap(&pool, cfg.backoff_base).await {
             Ok(reaped) => {
+                if !reaped.is_empty() {
+                    count(&pool, &cfg.name, workers::WorkerEvent::Reaped(reaped.len() as u32)).await;
+                }
                 for r in reaped {
                     tracing::warn!(run = %r.id, status = %r.status, attempts = r.attempts, "expired lease reaped");
                 }
@@ -161,8 +209,13 @@ pub async fn run(
             Some(lease) => {
                 let id = lease.run.id;
                 tracing::info!(run = %id, attempt = lease.run.attempts, "claimed run");
-                match process(&pool, &store, &cfg, &trainer, lease, &mut shutdown).await {
-                    Ok(()) => {}
+                count(&pool, &cfg.name, workers::WorkerEvent::Claimed(id)).await;
+                let _ = current_tx.send(Some(id));
+                let ended = process(&pool, &store, &cfg, &trainer, lease, &mut shutdown).await;
+                let _ = current_tx.send(None);
+                match ended {
+                    Ok(Some(succeeded)) => count(&pool, &cfg.name, workers::WorkerEvent::Finished { succeeded }).await,
+                    Ok(None) => {}
                     // The database stayed away too long: the lease expires and the run is
                     // retried by whichever worker claims it next.
                     Err(WorkerError::Store(e)) if e.is_transient() => {
@@ -191,6 +244,11 @@ pub async fn run(
                 }
             }
         }
+    }
+    drop(current_tx);
+    let _ = beating.await;
+    if let Err(e) = workers::stopped(&pool, &cfg.name).await {
+        tracing::warn!("could not mark the worker stopped: {e}");
     }
     tracing::info!(worker = %cfg.name, runs = done, "worker stopped");
     Ok(done)
@@ -233,7 +291,9 @@ fn checkpoint_uri(run_id: Uuid) -> String {
     format!("runs/{run_id}/checkpoint.zip")
 }
 
-/// Trains one leased run to a terminal state (or releases it on shutdown).
+/// Trains one leased run to a terminal state (or releases it on shutdown). Returns
+/// whether it succeeded when it ended succeeded or failed; None when it was cancelled,
+/// released or its lease lost.
 async fn process(
     pool: &Pool,
     store: &ArtifactStore,
@@ -241,7 +301,7 @@ async fn process(
     trainer: &Arc<dyn Trainer>,
     lease: Lease,
     shutdown: &mut watch::Receiver<bool>,
-) -> Result<(), WorkerError> {
+) -> Result<Option<bool>, WorkerError> {
     let run_id = lease.run.id;
     let token = lease.token;
     let job = match prepare(pool, store, cfg, &lease).await {
@@ -250,7 +310,7 @@ async fn process(
             tracing::warn!(run = %run_id, "cannot start: {message}");
             let outcome = Outcome::Failed { error: message };
             retrying("failing the run", || queue::finish(pool, run_id, token, &outcome)).await?;
-            return Ok(());
+            return Ok(Some(false));
         }
     };
 
@@ -343,14 +403,14 @@ async fn process(
         Err(_) => Err(rankfit_train::TrainError::Crashed("the training thread vanished".into())),
     };
     match (stop, result) {
-        (Stop::LeaseLost, _) => Ok(()),
+        (Stop::LeaseLost, _) => Ok(None),
         (Stop::Shutdown, _) => {
             retrying("releasing the run", || queue::release(pool, run_id, token)).await?;
-            Ok(())
+            Ok(None)
         }
         (Stop::UserCancel, _) | (_, Err(rankfit_train::TrainError::Cancelled)) => {
             retrying("finishing the run", || queue::finish(pool, run_id, token, &Outcome::Cancelled)).await?;
-            Ok(())
+            Ok(None)
         }
         (Stop::None, Ok(output)) => {
             let outcome = match retrying("publishing the results", || publish(pool, store, &job, token, &output)).await {
@@ -358,16 +418,17 @@ async fn process(
                 Err(e) => Outcome::Failed { error: format!("storing the results failed: {e}") },
             };
             retrying("finishing the run", || queue::finish(pool, run_id, token, &outcome)).await?;
-            if matches!(outcome, Outcome::Succeeded { .. }) {
+            let succeeded = matches!(outcome, Outcome::Succeeded { .. });
+            if succeeded {
                 let _ = std::fs::remove_dir_all(&job.work_dir);
             }
-            Ok(())
+            Ok(Some(succeeded))
         }
         (Stop::None, Err(e)) => {
             tracing::warn!(run = %run_id, "run failed: {e}");
             let outcome = Outcome::Failed { error: e.to_string() };
             retrying("finishing the run", || queue::finish(pool, run_id, token, &outcome)).await?;
-            Ok(())
+            Ok(Some(false))
         }
     }
 }

@@ -6,12 +6,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rankfit_domain::fleet::WorkerState;
 use rankfit_domain::prediction::{Output, Prediction};
 use rankfit_domain::rank::RankMap;
 use rankfit_store::queue;
 use rankfit_store::runs::{self, NewRun};
 use rankfit_store::testing::TestDb;
-use rankfit_store::{artifacts, datasets, teams, ArtifactStore, Pool};
+use rankfit_store::{artifacts, datasets, teams, workers, ArtifactStore, Pool};
 use rankfit_train::{ArtifactKind, TrainError, TrainEvent, TrainJob, TrainOutput};
 use rankfit_worker::{Trainer, WorkerConfig};
 use serde_json::json;
@@ -231,6 +232,13 @@ async fn a_run_is_trained_and_everything_it_reports_is_recorded() {
     let data = f.store.get(&art.uri).await.unwrap();
     assert_eq!(rankfit_store::sha256_hex(&data), art.sha256);
     assert_eq!(&data[..2], b"PK", "adapter directories are stored zipped");
+    // The worker registered, counted its claim and success, and signed off.
+    let fleet = workers::list(&f.db.pool, 1).await.unwrap();
+    assert_eq!(fleet.len(), 1);
+    let w = &fleet[0];
+    assert_eq!((w.claims, w.succeeded, w.failed), (1, 1, 0));
+    assert_eq!((w.device.as_str(), w.pid), ("cpu", std::process::id() as i32));
+    assert!(w.stopped_at.is_some() && w.current_run_id.is_none(), "{w:?}");
 }
 
 #[tokio::test]
@@ -240,6 +248,11 @@ async fn cancel_stops_a_running_job() {
     let (trainer, progress) = PacedTrainer::new(10_000, 20);
     let (_tx, handle) = f.spawn(trainer, Some(1));
     wait_for_progress(&progress, 3).await;
+    // While it trains, the fleet view shows the worker alive on this run, its lease live.
+    let w = workers::list(&f.db.pool, 1).await.unwrap().remove(0);
+    assert_eq!(w.current_run_id, Some(run));
+    assert_eq!(WorkerState::of(w.silent_seconds, w.lease_secs as f64, w.stopped_at.is_some()), WorkerState::Alive, "{w:?}");
+    assert!(w.current_run_lease_expires_at.is_some_and(|t| t > chrono::Utc::now()), "{w:?}");
     runs::cancel(&f.db.pool, f.team, run).await.unwrap();
     wait_for_status(&f.db.pool, run, "cancelled", Duration::from_secs(5)).await;
     handle.await.unwrap();
@@ -311,6 +324,8 @@ async fn failures_are_recorded_with_their_reason() {
     handle.await.unwrap();
     let row = wait_for_status(&f.db.pool, run, "failed", Duration::from_secs(5)).await;
     assert_eq!(row.error.as_deref(), Some("the loss became NaN at step 2; lower the learning rate"));
+    let w = workers::list(&f.db.pool, 1).await.unwrap().remove(0);
+    assert_eq!((w.claims, w.succeeded, w.failed), (1, 0, 1));
 
     // A run whose dataset file vanished fails with a clear error instead of looping.
     let run = f.queue().await;

@@ -4,6 +4,7 @@ mod catalog;
 mod datasets;
 mod download;
 pub(crate) mod estimates;
+pub(crate) mod fleet;
 pub mod openapi;
 mod runs;
 pub(crate) mod studies;
@@ -61,6 +62,8 @@ pub fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(catalog::leaderboard))
         .routes(routes!(catalog::public_boards))
         .routes(routes!(catalog::public_leaderboard))
+        .routes(routes!(fleet::list))
+        .routes(routes!(fleet::queue))
 }
 
 /// The OpenAPI document of [`documented`].

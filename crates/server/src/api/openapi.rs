@@ -28,6 +28,7 @@ use crate::error::ErrorBody;
         (name = "studies", description = "Grids of runs and their comparisons"),
         (name = "leaderboards", description = "Cells with intervals; publishing and public boards"),
         (name = "catalog", description = "Base models, task families, methods"),
+        (name = "fleet", description = "Workers and the queue (admin teams)"),
     )
 )]
 pub struct ApiDoc;

@@ -9,6 +9,7 @@ mod compare;
 mod comparisons;
 mod dashboard;
 mod datasets;
+mod fleet;
 mod plots;
 mod runs;
 mod session;
@@ -54,12 +55,14 @@ impl Nav {
             ("/leaderboard/public", "Public boards", "public"),
             ("/compare", "Compare", "compare"),
         ];
+        // Operators (admin teams) also see the fleet.
+        let admin = s.team.is_admin.then_some(("/workers", "Workers", "workers"));
         Nav {
             signed_in: true,
             team: s.team.name.clone(),
             csrf: s.csrf.clone(),
             page,
-            links: LINKS.iter().map(|&(href, label, p)| NavLink { href, label, current: p == page }).collect(),
+            links: LINKS.iter().copied().chain(admin).map(|(href, label, p)| NavLink { href, label, current: p == page }).collect(),
             version: env!("CARGO_PKG_VERSION"),
         }
     }
@@ -176,5 +179,6 @@ pub fn router() -> Router<AppState> {
         .route("/leaderboard", get(comparisons::leaderboard))
         .route("/leaderboard/public", get(comparisons::public_leaderboard))
         .route("/compare", get(compare::compare))
+        .route("/workers", get(fleet::workers))
         .fallback(page_not_found)
 }

@@ -29,7 +29,7 @@ impl<'a> Validator<'a> {
         errors
     }
 
-    fn resolve(&self, schema: &'a Value) -> &'a Value {
+    fn resolve<'s>(&'s self, schema: &'s Value) -> &'s Value {
         match schema.get("$ref").and_then(Value::as_str) {
             Some(r) => {
                 let name = r.trim_start_matches("#/components/schemas/");
@@ -41,9 +41,17 @@ impl<'a> Validator<'a> {
         }
     }
 
-    fn check(&self, schema: &'a Value, value: &Value, at: &str, errors: &mut Vec<String>) {
+    fn check(&self, schema: &Value, value: &Value, at: &str, errors: &mut Vec<String>) {
         let schema = self.resolve(schema);
         if let Some(all) = schema.get("allOf").and_then(Value::as_array) {
+            // A composition (e.g. a flattened struct) documents the union of its parts'
+            // fields: check against the parts merged, so each part's strictness does not
+            // reject the others' fields.
+            if all.len() > 1 && all.iter().all(|p| self.resolve(p).get("properties").is_some() || self.resolve(p).get("allOf").is_some()) {
+                let merged = self.merge_all_of(all);
+                self.check(&merged, value, at, errors);
+                return;
+            }
             for s in all {
                 self.check(s, value, at, errors);
             }
@@ -111,6 +119,26 @@ impl<'a> Validator<'a> {
             }
             _ => {}
         }
+    }
+}
+
+impl Validator<'_> {
+    /// The object schemas of `parts` as one: properties and required fields united.
+    fn merge_all_of(&self, parts: &[Value]) -> Value {
+        let mut properties = serde_json::Map::new();
+        let mut required: Vec<Value> = Vec::new();
+        for part in parts {
+            let part = self.resolve(part);
+            let part = match part.get("allOf").and_then(Value::as_array) {
+                Some(nested) => self.merge_all_of(nested),
+                None => part.clone(),
+            };
+            if let Some(p) = part.get("properties").and_then(Value::as_object) {
+                properties.extend(p.clone());
+            }
+            required.extend(part.get("required").and_then(Value::as_array).cloned().unwrap_or_default());
+        }
+        serde_json::json!({"type": "object", "properties": properties, "required": required})
     }
 }
 
