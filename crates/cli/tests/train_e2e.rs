@@ -510,3 +510,72 @@ init_r = 3
     assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["runs"].as_array().unwrap().len(), 3, "2 study runs + the cancelled one");
     p.stop().await;
 }
+
+/// A downloaded adapter is what PEFT loads: `rankfit runs download` unzips the AdaLoRA
+/// export of a real run, and PEFT (base model + adapter) predicts on the run's test inputs
+/// exactly what the run recorded (`rankfit runs predictions`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs torch + transformers + peft: RANKFIT_PYTHON=python3 cargo test --workspace --test train_e2e -- --ignored peft_loads"]
+async fn peft_loads_a_downloaded_adapter_and_reproduces_the_runs_predictions() {
+    let python = std::env::var("RANKFIT_PYTHON").unwrap_or_else(|_| "python3".into());
+    let p = Platform::start().await;
+    let team = teams::create_team(&p.db.pool, "peft", false).await.unwrap();
+    let token = teams::issue_token(&p.db.pool, team.id, "cli").await.unwrap().secret;
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path();
+    let config = dir.join("config.json");
+    let server = p.base.trim_end_matches("/api/v1").to_string();
+    assert!(rankfit(&config, dir, &["login", "--url", &server, "--token", &token]).await.0);
+    let raw: Value = serde_json::from_slice(&std::fs::read(rankfit_cli::assets::bigbench_task(&p.assets, TASK)).unwrap()).unwrap();
+    let mut sliced = raw.clone();
+    sliced["examples"].as_array_mut().unwrap().truncate(160);
+    std::fs::write(dir.join("multiemo.json"), serde_json::to_vec(&sliced).unwrap()).unwrap();
+    let (ok, out, err) = rankfit(&config, dir, &["datasets", "upload", "multiemo.json", "--name", "m", "--json"]).await;
+    assert!(ok, "{err}");
+    let labels: Vec<String> = serde_json::from_value(serde_json::from_str::<Value>(&out).unwrap()["dataset"]["label_set"].clone()).unwrap();
+    let training = r#"{"max_steps": 12, "batch_size": 16, "max_seq_len": 32, "learning_rate": 0.003, "checkpoint_every": 0}"#;
+    let (ok, out, err) = rankfit(
+        &config,
+        dir,
+        &[
+            "runs",
+            "create",
+            "--dataset",
+            "m",
+            "--method",
+            "adalora",
+            "--budget",
+            "2",
+            "--training",
+            training,
+            "--method-config",
+            r#"{"init_r": 3}"#,
+            "--json",
+        ],
+    )
+    .await;
+    assert!(ok, "{out}{err}");
+    let run = serde_json::from_str::<Value>(&out).unwrap()["run"]["id"].as_str().unwrap().to_string();
+    let (ok, _, err) = rankfit(&config, dir, &["runs", "watch", &run]).await;
+    assert!(ok, "{err}");
+    let (ok, _, err) = rankfit(&config, dir, &["runs", "download", &run, "-o", "adapter"]).await;
+    assert!(ok, "{err}");
+    let (ok, _, err) = rankfit(&config, dir, &["runs", "predictions", &run, "-o", "predictions.jsonl"]).await;
+    assert!(ok, "{err}");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/reference/check_download.py");
+    let model = p.assets.join("models/all-minilm-l6-v2");
+    let out = tokio::process::Command::new(&python)
+        .arg(&script)
+        .arg(dir.join("adapter"))
+        .arg(dir.join("predictions.jsonl"))
+        .args(["--model", model.to_str().unwrap(), "--num-labels", &labels.len().to_string(), "--max-len", "32"])
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("cannot run {python} (set RANKFIT_PYTHON to an interpreter with torch + transformers + peft): {e}"));
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{report}\n{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_str(report.trim()).unwrap();
+    assert_eq!(report["peft_type"], "ADALORA");
+    assert_eq!(report["agreement"], 1.0, "{report}");
+    p.stop().await;
+}

@@ -27,6 +27,16 @@ pub enum RunsCommand {
     Watch { id: String },
     /// Download a run's adapter, unzipped into a folder ready for `PeftModel.from_pretrained`.
     Download(DownloadArgs),
+    /// The run's test predictions (of its best-validation state), one per example.
+    Predictions {
+        id: String,
+        /// jsonl or csv.
+        #[arg(long, default_value = "jsonl")]
+        format: String,
+        /// Write to this file instead of standard output.
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -129,6 +139,18 @@ pub async fn run(client: &Client, cmd: RunsCommand) -> anyhow::Result<()> {
         }
         RunsCommand::Watch { id } => watch(client, &id).await,
         RunsCommand::Download(args) => download(client, args).await,
+        RunsCommand::Predictions { id, format, output } => {
+            let resp = client.send(client.get(&format!("/runs/{id}/predictions")).query(&[("format", &format)])).await?;
+            let body = resp.bytes().await?;
+            match output {
+                Some(path) => {
+                    std::fs::write(&path, &body).with_context(|| format!("cannot write {}", path.display()))?;
+                    eprintln!("{} bytes written to {}", body.len(), path.display());
+                }
+                None => std::io::stdout().write_all(&body)?,
+            }
+            Ok(())
+        }
     }
 }
 
