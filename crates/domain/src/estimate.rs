@@ -9,6 +9,12 @@
 //!   with the periodic held-out evaluations taken out. Tokens per example comes from earlier
 //!   runs on the same dataset and model at the same `max_seq_len` when there are any, else
 //!   from the dataset's text bytes at [`BYTES_PER_TOKEN`] plus the model's template tokens.
+//! - **ablation time** (ALoRA only) = rounds × variants × batch examples × seconds per
+//!   scored example. Rounds come from the method's schedule ([`ALoraConfig::round_steps`]),
+//!   variants are two per live rank component (budget × adapted modules), the batch is
+//!   `val_batch` held-out examples. Seconds per scored example is measured on earlier ALoRA
+//!   runs of the model and device, else a forward pass over the layers a variant restarts
+//!   through (on average (L + 1) / 2L of them) at the training throughput.
 //! - **evaluation time** = held-out passes during training (step 0 and every `eval_every`
 //!   steps; forward only, a third of a training step's cost per token) plus the final
 //!   evaluation (the final weights' held-out pass, then validation and test), at the measured
@@ -31,7 +37,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::catalog::{Architecture, BaseModel};
-use crate::run::{Method, RunConfig};
+use crate::run::{ALoraConfig, Method, MethodConfig, RunConfig};
 use crate::summary::RunSummary;
 use crate::task::TaskFamily;
 
@@ -65,6 +71,9 @@ pub struct Observation {
     pub bytes_per_batch_token: Option<f64>,
     /// Wall time outside training and evaluation (loading the model, exporting).
     pub overhead_seconds: Option<f64>,
+    /// ALoRA's ablation rounds: seconds per scored example (variant × batch example).
+    #[serde(default)]
+    pub ablation_seconds_per_example: Option<f64>,
 }
 
 impl Observation {
@@ -74,7 +83,8 @@ impl Observation {
         let train_seconds = summary.train_seconds?;
         let tokens = summary.tokens_per_second? * train_seconds;
         let examples = summary.examples_per_second? * train_seconds;
-        let pure = train_seconds - summary.heldout_seconds.unwrap_or(0.0);
+        let ablation = summary.ablation_seconds.unwrap_or(0.0);
+        let pure = train_seconds - summary.heldout_seconds.unwrap_or(0.0) - ablation;
         if !(tokens > 0.0 && examples > 0.0 && pure > 0.0) {
             return None;
         }
@@ -97,6 +107,7 @@ impl Observation {
             eval_seconds_per_example,
             bytes_per_batch_token,
             overhead_seconds,
+            ablation_seconds_per_example: summary.ablation_examples.filter(|n| *n > 0).map(|n| ablation / n as f64),
         })
     }
 }
@@ -197,6 +208,9 @@ pub struct Estimate {
     pub tokens_measured: bool,
     pub tokens_per_second: f64,
     pub train_seconds: f64,
+    /// ALoRA's ablation rounds (0 for the other methods).
+    #[serde(default)]
+    pub ablation_seconds: f64,
     pub eval_seconds: f64,
     /// Loading the model and writing the exports.
     pub overhead_seconds: f64,
@@ -213,6 +227,7 @@ pub struct Estimate {
 pub fn estimate(
     model: &BaseModel,
     method: Method,
+    budget: u32,
     config: &RunConfig,
     dataset: &DatasetShape,
     observations: &[Observation],
@@ -280,6 +295,23 @@ pub fn estimate(
         (validation + eval_examples) as f64 * forward
     };
     let eval_seconds = heldout_passes as f64 * validation as f64 * forward + final_seconds;
+    let ablation_seconds = match &config.method {
+        MethodConfig::ALora(ac) => {
+            let measured: Vec<f64> = same_model.iter().filter_map(|o| o.ablation_seconds_per_example).collect();
+            let per_example = if measured.is_empty() { forward * restart_share(model.layers) } else { median(&measured) };
+            let targets = if t.target_modules.is_empty() { model.default_targets.len() } else { t.target_modules.len() };
+            ablation_rounds(
+                ac,
+                model,
+                budget,
+                targets,
+                t.steps_per_epoch(train_examples),
+                steps,
+                if validation > 0 { validation } else { train_examples },
+            ) * per_example
+        }
+        _ => 0.0,
+    };
 
     // Memory.
     let per_token: Vec<f64> = same_model.iter().filter_map(|o| o.bytes_per_batch_token).collect();
@@ -289,7 +321,7 @@ pub fn estimate(
 
     let overheads: Vec<f64> = same_model.iter().filter_map(|o| o.overhead_seconds).collect();
     let overhead_seconds = if overheads.is_empty() { reference.overhead_seconds } else { median(&overheads) };
-    let total_seconds = train_seconds + eval_seconds + overhead_seconds;
+    let total_seconds = train_seconds + ablation_seconds + eval_seconds + overhead_seconds;
     let mut warnings = Vec::new();
     if device == "cpu" && total_seconds > LONG_CPU_RUN_SECONDS {
         warnings.push(format!(
@@ -314,6 +346,7 @@ pub fn estimate(
         tokens_measured,
         tokens_per_second,
         train_seconds,
+        ablation_seconds,
         eval_seconds,
         overhead_seconds,
         total_seconds,
@@ -322,6 +355,30 @@ pub fn estimate(
         basis,
         warnings,
     }
+}
+
+/// Examples ALoRA's ablation rounds score over a run: rounds × variants × batch, with two
+/// variants per live rank component (`budget` × adapted modules) and a batch of `val_batch`
+/// examples of the held-out pool (`pool` rows).
+pub fn ablation_rounds(
+    ac: &ALoraConfig,
+    model: &BaseModel,
+    budget: u32,
+    targets: usize,
+    steps_per_epoch: u64,
+    steps: u64,
+    pool: usize,
+) -> f64 {
+    let rounds = ac.round_steps(steps_per_epoch, steps).len() as f64;
+    let variants = 2.0 * f64::from(budget) * f64::from(model.layers) * targets as f64;
+    rounds * variants * (ac.val_batch as usize).min(pool) as f64
+}
+
+/// The share of a full forward pass an ablation variant costs: it restarts at the layer of
+/// the component it changes, on average (L + 1) / 2 of L layers.
+fn restart_share(layers: u32) -> f64 {
+    let l = f64::from(layers.max(1));
+    (l + 1.0) / (2.0 * l)
 }
 
 /// The device a new run is expected to train on: the one the fleet's most recent
@@ -364,6 +421,7 @@ pub fn study_estimate(runs: &[Estimate]) -> StudyEstimate {
 pub struct FinishedRun {
     pub model: &'static BaseModel,
     pub method: Method,
+    pub budget: u32,
     pub config: RunConfig,
     pub dataset: DatasetShape,
     pub observation: Option<Observation>,
@@ -383,7 +441,7 @@ pub fn leave_one_out(runs: &[FinishedRun], device: &str) -> Vec<Option<Estimate>
             r.actual_seconds?;
             let others: Vec<Observation> =
                 runs.iter().enumerate().filter(|(j, _)| *j != i).filter_map(|(_, o)| o.observation.clone()).collect();
-            Some(estimate(r.model, r.method, &r.config, &r.dataset, &others, device))
+            Some(estimate(r.model, r.method, r.budget, &r.config, &r.dataset, &others, device))
         })
         .collect()
 }
@@ -476,6 +534,7 @@ mod tests {
             eval_seconds_per_example: Some(0.01),
             bytes_per_batch_token: Some(100_000.0),
             overhead_seconds: Some(2.0),
+            ablation_seconds_per_example: None,
         }
     }
 
@@ -508,7 +567,7 @@ mod tests {
             observation(Method::Lora, ds, 1100.0, 50.0),
             observation(Method::ALora, ds, 500.0, 50.0),
         ];
-        let e = estimate(minilm(), Method::Lora, &config(32, 128, 2.0, 0), &shape(ds, 320, 40, 40, None), &obs, "cpu");
+        let e = estimate(minilm(), Method::Lora, 4, &config(32, 128, 2.0, 0), &shape(ds, 320, 40, 40, None), &obs, "cpu");
         // 320 / 32 = 10 steps per epoch, 2 epochs.
         assert_eq!(e.steps, 20);
         assert!(e.tokens_measured);
@@ -523,8 +582,44 @@ mod tests {
         assert!(e.warnings.is_empty(), "{:?}", e.warnings);
         assert_eq!(e.total_seconds, e.train_seconds + e.eval_seconds + 2.0);
         // ALoRA uses its own (slower) runs.
-        let a = estimate(minilm(), Method::ALora, &config(32, 128, 2.0, 0), &shape(ds, 320, 40, 40, None), &obs, "cpu");
+        let a = estimate(minilm(), Method::ALora, 4, &config(32, 128, 2.0, 0), &shape(ds, 320, 40, 40, None), &obs, "cpu");
         assert!((a.train_seconds - 64.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn alora_adds_its_ablation_rounds_modelled_then_measured() {
+        let ds = Uuid::from_u128(7);
+        let mut c = config(32, 128, 2.0, 0);
+        c.method = MethodConfig::default_for(Method::ALora);
+        let lora_only = vec![observation(Method::Lora, ds, 1000.0, 50.0)];
+        let e = estimate(minilm(), Method::ALora, 4, &c, &shape(ds, 320, 40, 40, None), &lora_only, "cpu");
+        // 10 steps per epoch, 20 steps: rounds after steps 10, 13, 16, 19 (k1 = 1, k2 = 0.25
+        // epochs); 2 × budget 4 × 6 layers × 2 targets = 96 variants; a batch of 32.
+        let scored = 4.0 * 96.0 * 32.0;
+        assert_eq!(ablation_rounds(&ALoraConfig::default(), minilm(), 4, 2, 10, 20, 40), scored);
+        // Unmeasured: a forward pass (a third of a training example's 50 / 1000 s) over
+        // 7/12 of the layers.
+        let modelled = scored * (50.0 / 1000.0 / 3.0) * (7.0 / 12.0);
+        assert!((e.ablation_seconds - modelled).abs() < 1e-9, "{} vs {modelled}", e.ablation_seconds);
+        assert!((e.total_seconds - (e.train_seconds + e.ablation_seconds + e.eval_seconds + e.overhead_seconds)).abs() < 1e-9);
+        // Measured on an earlier ALoRA run of the model: 10 ms per scored example.
+        let mut measured = lora_only.clone();
+        measured.push(Observation { ablation_seconds_per_example: Some(0.01), ..observation(Method::ALora, ds, 1000.0, 50.0) });
+        let m = estimate(minilm(), Method::ALora, 4, &c, &shape(ds, 320, 40, 40, None), &measured, "cpu");
+        assert!((m.ablation_seconds - scored * 0.01).abs() < 1e-9);
+        // The other methods have none.
+        assert_eq!(
+            estimate(minilm(), Method::Lora, 4, &config(32, 128, 2.0, 0), &shape(ds, 320, 40, 40, None), &measured, "cpu").ablation_seconds,
+            0.0
+        );
+        // A summary's ablation time is kept out of the training throughput.
+        let summary = json!({
+            "train_seconds": 100.0, "heldout_seconds": 20.0, "ablation_seconds": 30.0, "ablation_examples": 3000,
+            "tokens_per_second": 40.0, "examples_per_second": 1.0, "device": "cpu",
+        });
+        let o = Observation::from_summary(minilm(), Method::ALora, ds, &c, &RunSummary::from_value(&summary)).unwrap();
+        assert!((o.tokens_per_second - 4000.0 / 50.0).abs() < 1e-9);
+        assert_eq!(o.ablation_seconds_per_example, Some(0.01));
     }
 
     #[test]
@@ -532,7 +627,7 @@ mod tests {
         let obs = vec![observation(Method::Lora, Uuid::from_u128(1), 1000.0, 50.0)];
         let other = Uuid::from_u128(2);
         // 100 train rows of 420 bytes: 100 tokens each + 3 special tokens.
-        let e = estimate(minilm(), Method::Lora, &config(10, 128, 1.0, 5), &shape(other, 100, 10, 0, Some(42_000)), &obs, "cpu");
+        let e = estimate(minilm(), Method::Lora, 4, &config(10, 128, 1.0, 5), &shape(other, 100, 10, 0, Some(42_000)), &obs, "cpu");
         assert!(!e.tokens_measured);
         assert!((e.tokens_per_example - 103.0).abs() < 1e-9);
         assert!((e.error_band - (MIN_BAND + 0.15)).abs() < 1e-12);
@@ -541,7 +636,7 @@ mod tests {
         let forward = 103.0 / 1000.0 / 3.0;
         assert!((e.eval_seconds - (2.0 * 10.0 * forward + 10.0 * 0.01)).abs() < 1e-9);
         // Without byte counts: full-length examples.
-        let e = estimate(minilm(), Method::Lora, &config(10, 64, 1.0, 0), &shape(other, 100, 10, 0, None), &obs, "cpu");
+        let e = estimate(minilm(), Method::Lora, 4, &config(10, 64, 1.0, 0), &shape(other, 100, 10, 0, None), &obs, "cpu");
         assert_eq!(e.tokens_per_example, 64.0);
     }
 
@@ -552,7 +647,7 @@ mod tests {
         c.training.max_steps = Some(100);
         let mut ds = shape(Uuid::nil(), 400, 0, 50, None);
         ds.task_family = Some(TaskFamily::Summarization);
-        let e = estimate(smol, Method::Lora, &c, &ds, &[observation(Method::Lora, Uuid::nil(), 1e6, 1.0)], "cpu");
+        let e = estimate(smol, Method::Lora, 4, &c, &ds, &[observation(Method::Lora, Uuid::nil(), 1e6, 1.0)], "cpu");
         assert_eq!(e.basis, Basis::Reference);
         assert_eq!(e.steps, 100);
         // 100 × 8 × 512 / 50 tokens/s.
@@ -567,11 +662,11 @@ mod tests {
         assert!((e.eval_seconds - 50.0 * forward * 65.0).abs() < 1e-6);
         // A classification run on the reference: the final weights' pass over validation,
         // then validation and test, each a forward pass.
-        let k = estimate(minilm(), Method::Lora, &config(10, 64, 1.0, 0), &shape(Uuid::nil(), 100, 10, 20, None), &[], "cpu");
+        let k = estimate(minilm(), Method::Lora, 4, &config(10, 64, 1.0, 0), &shape(Uuid::nil(), 100, 10, 20, None), &[], "cpu");
         let forward = 64.0 / reference(minilm()).tokens_per_second / 3.0;
         assert!((k.eval_seconds - (10.0 + 30.0) * forward).abs() < 1e-9, "{}", k.eval_seconds);
         // On a device nobody has measured, the warning names it.
-        let g = estimate(smol, Method::Lora, &c, &ds, &[], "cuda:0");
+        let g = estimate(smol, Method::Lora, 4, &c, &ds, &[], "cuda:0");
         assert!(g.warnings.iter().any(|w| w.contains("cuda:0 worker")));
         assert!(!g.warnings.iter().any(|w| w.contains("CPU worker")));
     }
@@ -579,7 +674,7 @@ mod tests {
     #[test]
     fn study_sums_runs_and_keeps_distinct_warnings() {
         let obs = vec![observation(Method::Lora, Uuid::nil(), 1000.0, 50.0)];
-        let e = estimate(minilm(), Method::Lora, &config(32, 128, 1.0, 0), &shape(Uuid::nil(), 64, 8, 8, None), &obs, "cpu");
+        let e = estimate(minilm(), Method::Lora, 4, &config(32, 128, 1.0, 0), &shape(Uuid::nil(), 64, 8, 8, None), &obs, "cpu");
         let s = study_estimate(&[e.clone(), e.clone()]);
         assert_eq!(s.runs, 2);
         assert!((s.total_seconds - 2.0 * e.total_seconds).abs() < 1e-9);

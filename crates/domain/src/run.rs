@@ -159,8 +159,13 @@ impl TrainingConfig {
     /// Optimisation steps of a run over `n_train` training examples: `max_steps`, else
     /// `ceil(epochs × batches per epoch)` (the last batch of an epoch may be short).
     pub fn total_steps(&self, n_train: usize) -> u64 {
-        let per_epoch = n_train.div_ceil(self.batch_size as usize).max(1) as u64;
+        let per_epoch = self.steps_per_epoch(n_train);
         self.max_steps.unwrap_or_else(|| ((self.epochs * per_epoch as f64).ceil() as u64).max(1))
+    }
+
+    /// Optimisation steps in one pass over `n_train` examples.
+    pub fn steps_per_epoch(&self, n_train: usize) -> u64 {
+        n_train.div_ceil(self.batch_size as usize).max(1) as u64
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -281,6 +286,16 @@ pub struct ALoraConfig {
 impl Default for ALoraConfig {
     fn default() -> Self {
         Self { k1_epochs: 1.0, k2_epochs: 0.25, rounds: 8, n_prune: None, val_batch: 32 }
+    }
+}
+
+impl ALoraConfig {
+    /// The steps after which an ablation round runs: the first after `k1_epochs`, then one
+    /// every `k2_epochs`, `rounds` of them at most, all before the run's last step.
+    pub fn round_steps(&self, steps_per_epoch: u64, total_steps: u64) -> Vec<u64> {
+        let first = ((self.k1_epochs * steps_per_epoch as f64).ceil() as u64).max(1);
+        let every = ((self.k2_epochs * steps_per_epoch as f64).ceil() as u64).max(1);
+        (0..u64::from(self.rounds)).map(|j| first + j * every).filter(|&s| s < total_steps).collect()
     }
 }
 

@@ -50,6 +50,13 @@ pub struct RunSummary {
     /// Held-out passes inside `train_seconds` (step 0 and every `eval_every` steps).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub heldout_seconds: Option<f64>,
+    /// ALoRA's ablation rounds inside `train_seconds`: their forward passes over the
+    /// variants of the fixed batch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ablation_seconds: Option<f64>,
+    /// Examples scored in those rounds (variants × batch examples, summed over rounds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ablation_examples: Option<u64>,
     /// The final evaluation: the final weights' held-out pass, then validation and test.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eval_seconds: Option<f64>,

@@ -273,6 +273,7 @@ pub struct CostRow {
     pub report: Json<serde_json::Value>,
     pub base_model_id: String,
     pub method: String,
+    pub budget: i32,
     pub dataset_id: Uuid,
     pub config: Json<serde_json::Value>,
     pub summary: Json<serde_json::Value>,
@@ -291,6 +292,7 @@ impl CostRow {
         Some(FinishedRun {
             model,
             method,
+            budget: self.budget.max(1) as u32,
             observation: Observation::from_summary(model, method, self.dataset_id, &config, &summary),
             dataset: DatasetShape::from_report(self.dataset_id, &self.task_family, &self.report.0),
             estimate: self.estimate.as_ref().and_then(|e| serde_json::from_value(e.0.clone()).ok()),
@@ -304,7 +306,7 @@ impl CostRow {
 /// property of the workers, not of anyone's data), newest first.
 pub async fn recent_costs(pool: &PgPool, limit: i64) -> Result<Vec<CostRow>> {
     Ok(sqlx::query_as(
-        "select r.id, d.task_family, d.report, r.base_model_id, r.method, r.dataset_id, r.config, r.summary, r.estimate
+        "select r.id, d.task_family, d.report, r.base_model_id, r.method, r.budget, r.dataset_id, r.config, r.summary, r.estimate
          from run r join dataset d on d.id = r.dataset_id
          where r.status = 'succeeded' and r.summary ? 'tokens_per_second'
          order by r.finished_at desc limit $1",

@@ -258,6 +258,7 @@ pub fn fit<B: AutodiffBackend, W: Workload<B>>(
     let log_every = (total / 100).max(1);
     let (mut loss_sum, mut loss_n) = (0f64, 0u64);
     let (mut examples_seen, mut tokens_seen) = (0usize, 0usize);
+    let mut ablation_spent = AblationSpent::default();
     let mut saved_at = step;
     let mut reporter = Reporter::new(step, total);
     while step < total {
@@ -282,7 +283,7 @@ pub fn fit<B: AutodiffBackend, W: Workload<B>>(
         let lr = learning_rate(t.learning_rate, s, total, warmup);
         let rank_total = live_rank_total(&state.adapters);
         let mut report = |done: u64, of: u64| reporter.part(on_event, Phase::AblationRound, s, done, of, rank_total);
-        let ablation = Ablation { samples: &oracle_samples, report: &mut report };
+        let ablation = Ablation { samples: &oracle_samples, report: &mut report, spent: &mut ablation_spent };
         let (loss_value, outcome) = train_step(workload, &mut state, &items, ablation, step, lr, t.grad_clip)?;
         for message in outcome.log {
             on_event(TrainEvent::Log { message });
@@ -389,6 +390,8 @@ pub fn fit<B: AutodiffBackend, W: Workload<B>>(
         allocator: Some(state.allocator.describe()),
         train_seconds: Some(train_seconds),
         heldout_seconds: Some(heldout_seconds),
+        ablation_seconds: (ablation_spent.examples > 0).then_some(ablation_spent.seconds),
+        ablation_examples: (ablation_spent.examples > 0).then_some(ablation_spent.examples),
         eval_seconds: Some(eval_seconds),
         eval_examples: Some(eval_examples as u64),
         wall_seconds: Some(started.elapsed().as_secs_f64()),
@@ -492,17 +495,27 @@ fn train_step<B: AutodiffBackend, W: Workload<B>>(
     let mut oracle = (!ablation.samples.is_empty()).then(|| workload.oracle(ablation.samples));
     let trainable =
         Trainable { adapters: &mut state.adapters, store: &mut state.store, adam: &mut state.adam, allocator: state.allocator.as_mut() };
-    let mut reporting = oracle.as_mut().map(|o| Reporting { inner: &mut **o, report: ablation.report });
+    let batch = ablation.samples.len() as u64;
+    let mut reporting = oracle.as_mut().map(|o| Reporting { inner: &mut **o, report: ablation.report, spent: ablation.spent, batch });
     let oracle = reporting.as_mut().map(|o| o as &mut dyn AblationOracle<B::InnerBackend>);
     let outcome = after_backward(grads, step, lr, grad_clip, orth_loss, trainable, oracle)?;
     Ok((loss_value, outcome))
 }
 
-/// ALoRA's fixed ablation batch (empty for the other methods) and where a round reports
-/// its progress.
+/// ALoRA's fixed ablation batch (empty for the other methods), where a round reports its
+/// progress, and what the rounds have cost so far.
 struct Ablation<'a, S> {
     samples: &'a [S],
     report: &'a mut dyn FnMut(u64, u64),
+    spent: &'a mut AblationSpent,
+}
+
+/// Time in ablation rounds and the examples they scored (variants × batch), for the run
+/// summary: estimates of later ALoRA runs scale from them.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct AblationSpent {
+    seconds: f64,
+    examples: u64,
 }
 
 /// An ablation oracle that hands its variants to the workload's oracle in about ten parts,
@@ -511,6 +524,9 @@ struct Ablation<'a, S> {
 struct Reporting<'a, B: burn::tensor::backend::Backend> {
     inner: &'a mut dyn AblationOracle<B>,
     report: &'a mut dyn FnMut(u64, u64),
+    spent: &'a mut AblationSpent,
+    /// Examples in the fixed batch.
+    batch: u64,
 }
 
 impl<B: burn::tensor::backend::Backend> AblationOracle<B> for Reporting<'_, B> {
@@ -518,12 +534,15 @@ impl<B: burn::tensor::backend::Backend> AblationOracle<B> for Reporting<'_, B> {
         let per_pass = self.inner.variants_per_pass().max(1);
         let chunk = per_pass * variants.len().div_ceil(per_pass).div_ceil(10).max(1);
         let of = variants.len() as u64;
+        let started = Instant::now();
         (self.report)(0, of);
         let mut out = Vec::with_capacity(variants.len());
         for part in variants.chunks(chunk) {
             out.extend(self.inner.losses(adapters, store, part)?);
             (self.report)(out.len() as u64, of);
         }
+        self.spent.seconds += started.elapsed().as_secs_f64();
+        self.spent.examples += of * self.batch;
         Ok(out)
     }
 }
@@ -560,7 +579,11 @@ mod tests {
             let mut inner = Counting { per_pass, calls: Vec::new() };
             let mut reports = Vec::new();
             let mut report = |done: u64, of: u64| reports.push((done, of));
-            let got = Reporting { inner: &mut inner, report: &mut report }.losses(&adapters, &store, &variants).unwrap();
+            let mut spent = AblationSpent::default();
+            let got = Reporting { inner: &mut inner, report: &mut report, spent: &mut spent, batch: 4 }
+                .losses(&adapters, &store, &variants)
+                .unwrap();
+            assert_eq!(spent.examples, 4 * variants.len() as u64, "every variant scores the batch");
             let direct: Vec<f64> = variants.iter().map(|v| v[0].iter().filter(|&&g| g).count() as f64).collect();
             assert_eq!(got, direct, "losses in variant order");
             assert_eq!(inner.calls, want_calls, "parts of whole passes (n = {n})");

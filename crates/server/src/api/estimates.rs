@@ -35,7 +35,7 @@ impl Fleet {
         let config: RunConfig = serde_json::from_value(run.config.clone()).map_err(AppError::internal)?;
         let shape = DatasetShape::from_report(dataset.id, &dataset.task_family, &dataset.report.0);
         let device = estimate::expected_device(&self.observations);
-        Ok(estimate::estimate(model, method, &config, &shape, &self.observations, device))
+        Ok(estimate::estimate(model, method, run.budget.max(1) as u32, &config, &shape, &self.observations, device))
     }
 
     /// How close the estimates of recent finished runs came (None before any).

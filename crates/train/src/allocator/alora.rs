@@ -110,9 +110,7 @@ impl<B: Backend> ALoraAllocator<B> {
         module_types: u32,
         seed: u64,
     ) -> Result<Self, TrainError> {
-        let first = ((cfg.k1_epochs * steps_per_epoch as f64).ceil() as u64).max(1);
-        let every = ((cfg.k2_epochs * steps_per_epoch as f64).ceil() as u64).max(1);
-        let rounds_at: Vec<u64> = (0..u64::from(cfg.rounds)).map(|j| first + j * every).filter(|&s| s < total).collect();
+        let rounds_at = cfg.round_steps(steps_per_epoch, total);
         let n_prune = cfg.n_prune.unwrap_or(module_types.max(1)) as usize;
         if n_prune as u64 >= r_avg as u64 * modules {
             return Err(TrainError::Config(format!(
