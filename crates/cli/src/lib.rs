@@ -100,6 +100,13 @@ enum Command {
         #[command(subcommand)]
         command: client::runs::RunsCommand,
     },
+    /// The fleet of a rankfit server (admin teams): workers and the queue.
+    Fleet {
+        #[command(flatten)]
+        connection: client::Connection,
+        #[command(subcommand)]
+        command: client::fleet::FleetCommand,
+    },
     /// Studies on a rankfit server: create from an experiment file, list, show, watch, table, cancel.
     Studies {
         #[command(flatten)]
@@ -246,6 +253,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Login { connection } => client::login(&connection).await,
         Command::Datasets { connection, command } => client::datasets::run(&client::Client::from_connection(&connection)?, command).await,
         Command::Runs { connection, command } => client::runs::run(&client::Client::from_connection(&connection)?, command).await,
+        Command::Fleet { connection, command } => client::fleet::run(&client::Client::from_connection(&connection)?, command).await,
         Command::Studies { connection, command } => client::studies::run(&client::Client::from_connection(&connection)?, command).await,
     }
 }

@@ -508,6 +508,21 @@ init_r = 3
     assert!(!ok && err.contains(&format!("run {long} cancelled")), "{err}");
     let (_, out, _) = rankfit(&config, dir, &["runs", "list", "--json"]).await;
     assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["runs"].as_array().unwrap().len(), 3, "2 study runs + the cancelled one");
+
+    // The fleet is for admin teams: the platform's worker, alive, with the study's runs counted.
+    let (ok, _, err) = rankfit(&config, dir, &["fleet", "workers"]).await;
+    assert!(!ok && err.contains("403"), "{err}");
+    let ops = teams::create_team(&p.db.pool, "ops", true).await.unwrap();
+    let ops_token = teams::issue_token(&p.db.pool, ops.id, "cli").await.unwrap().secret;
+    let (ok, out, err) = rankfit(&config, dir, &["fleet", "workers", "--url", &server, "--token", &ops_token]).await;
+    assert!(ok, "{err}");
+    assert!(out.lines().any(|l| l.contains("alive") && l.contains("cpu")), "{out}");
+    let (ok, out, err) = rankfit(&config, dir, &["fleet", "workers", "--url", &server, "--token", &ops_token, "--json"]).await;
+    assert!(ok, "{err}");
+    let w = &serde_json::from_str::<Value>(&out).unwrap()["workers"][0];
+    assert!(w["succeeded"].as_i64().unwrap() >= 2 && w["claims"].as_i64().unwrap() >= 3, "{w}");
+    let (ok, out, err) = rankfit(&config, dir, &["fleet", "queue", "--url", &server, "--token", &ops_token]).await;
+    assert!(ok && out.contains("1 alive worker(s)"), "{out}{err}");
     p.stop().await;
 }
 

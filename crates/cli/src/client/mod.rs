@@ -5,6 +5,7 @@
 
 pub mod datasets;
 pub mod experiment;
+pub mod fleet;
 pub mod output;
 pub mod runs;
 pub mod sse;
