@@ -154,6 +154,57 @@ mod tests {
         );
     }
 
+    /// One HTTP response per connection: the first sends events 1 and 2 and breaks off
+    /// mid-stream, the second must ask to resume after event 2.
+    async fn flaky_server() -> (String, tokio::task::JoinHandle<Vec<Option<String>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            for attempt in 0..2 {
+                let (mut sock, _) = listener.accept().await.unwrap();
+                let mut req = vec![0u8; 4096];
+                let n = sock.read(&mut req).await.unwrap();
+                let req = String::from_utf8_lossy(&req[..n]).to_ascii_lowercase();
+                seen.push(req.lines().find_map(|l| l.strip_prefix("last-event-id: ").map(str::to_string)));
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+                sock.write_all(head.as_bytes()).await.unwrap();
+                let chunk = |body: &str| format!("{:x}\r\n{body}\r\n", body.len());
+                if attempt == 0 {
+                    for body in ["id: 1\nevent: log\ndata: one\n\n", "id: 2\nevent: log\ndata: two\n\n"] {
+                        sock.write_all(chunk(body).as_bytes()).await.unwrap();
+                    }
+                    sock.write_all(b"40\r\nid: 3\nevent: lo").await.unwrap(); // cut off mid-chunk
+                } else {
+                    sock.write_all(chunk("id: 3\nevent: status\ndata: done\n\n").as_bytes()).await.unwrap();
+                    sock.write_all(b"0\r\n\r\n").await.unwrap();
+                }
+                sock.flush().await.unwrap();
+                drop(sock);
+            }
+            seen
+        });
+        (url, server)
+    }
+
+    #[tokio::test]
+    async fn a_dropped_stream_resumes_after_the_last_event_id_without_repeats() {
+        let (url, server) = flaky_server().await;
+        let client = Client::new(&url, "token", false);
+        let mut got = Vec::new();
+        follow(&client, "/events", 3, |ev| {
+            got.push((ev.id.clone().unwrap_or_default(), ev.data.clone()));
+            Ok(false)
+        })
+        .await
+        .unwrap();
+        let want: Vec<(String, String)> =
+            [("1", "one"), ("2", "two"), ("3", "done")].iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        assert_eq!(got, want);
+        assert_eq!(server.await.unwrap(), vec![None, Some("2".to_string())], "the second request resumes after event 2");
+    }
+
     #[test]
     fn an_event_without_data_is_dropped() {
         let mut p = Parser::default();
