@@ -378,6 +378,41 @@ async fn rankfit(config: &std::path::Path, cwd: &std::path::Path, args: &[&str])
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
+/// A user's terminal against the platform: a home folder holding the saved login of a new
+/// team's token.
+struct Terminal {
+    home: tempfile::TempDir,
+    config: std::path::PathBuf,
+    server: String,
+    token: String,
+}
+
+impl Terminal {
+    async fn new(p: &Platform, team: &str) -> Terminal {
+        let team = teams::create_team(&p.db.pool, team, false).await.unwrap();
+        let token = teams::issue_token(&p.db.pool, team.id, "cli").await.unwrap().secret;
+        let home = tempfile::tempdir().unwrap();
+        let config = home.path().join("config.json");
+        Terminal { home, config, server: p.base.trim_end_matches("/api/v1").to_string(), token }
+    }
+
+    fn dir(&self) -> &std::path::Path {
+        self.home.path()
+    }
+
+    async fn run(&self, args: &[&str]) -> (bool, String, String) {
+        rankfit(&self.config, self.dir(), args).await
+    }
+
+    /// Writes the real task's first `n` examples to `file` in the home folder.
+    fn write_slice(&self, p: &Platform, n: usize, file: &str) {
+        let raw: Value = serde_json::from_slice(&std::fs::read(rankfit_cli::assets::bigbench_task(&p.assets, TASK)).unwrap()).unwrap();
+        let mut sliced = raw.clone();
+        sliced["examples"].as_array_mut().unwrap().truncate(n);
+        std::fs::write(self.dir().join(file), serde_json::to_vec(&sliced).unwrap()).unwrap();
+    }
+}
+
 /// The terminal loop a new user does: log in, upload (a broken file is rejected with its
 /// line and stores nothing), create a study from an experiment file (a malformed one is
 /// rejected at its line and creates nothing), watch it, print its table, download an
@@ -385,33 +420,26 @@ async fn rankfit(config: &std::path::Path, cwd: &std::path::Path, args: &[&str])
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_command_line_client_runs_upload_study_watch_table_download() {
     let p = Platform::start().await;
-    let team = teams::create_team(&p.db.pool, "terminal", false).await.unwrap();
-    let token = teams::issue_token(&p.db.pool, team.id, "cli").await.unwrap().secret;
-    let home = tempfile::tempdir().unwrap();
-    let dir = home.path();
-    let config = dir.join("config.json");
-    let server = p.base.trim_end_matches("/api/v1").to_string();
+    let t = Terminal::new(&p, "terminal").await;
+    let (dir, config, server, token) = (t.dir(), &t.config, &t.server, &t.token);
 
-    let (ok, out, err) = rankfit(&config, dir, &["login", "--url", &server, "--token", &token]).await;
+    let (ok, out, err) = rankfit(config, dir, &["login", "--url", server, "--token", token]).await;
     assert!(ok, "{out}{err}");
     assert!(out.contains("logged in as team terminal"), "{out}");
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&config).unwrap().permissions().mode() & 0o777, 0o600, "the token file is private");
+    assert_eq!(std::fs::metadata(config).unwrap().permissions().mode() & 0o777, 0o600, "the token file is private");
 
     // A broken upload: line-numbered, nothing stored.
     std::fs::write(dir.join("broken.jsonl"), "{\"text\": \"fine\", \"label\": \"a\"}\n{\"text\": \"no label\"}\n").unwrap();
-    let (ok, out, err) = rankfit(&config, dir, &["datasets", "upload", "broken.jsonl"]).await;
+    let (ok, out, err) = rankfit(config, dir, &["datasets", "upload", "broken.jsonl"]).await;
     assert!(!ok, "{out}");
     assert!(err.contains("line 2"), "{err}");
-    let (_, out, _) = rankfit(&config, dir, &["datasets", "list", "--json"]).await;
+    let (_, out, _) = rankfit(config, dir, &["datasets", "list", "--json"]).await;
     assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["datasets"], json!([]), "nothing stored");
 
     // The real task's first 160 examples, uploaded by name.
-    let raw: Value = serde_json::from_slice(&std::fs::read(rankfit_cli::assets::bigbench_task(&p.assets, TASK)).unwrap()).unwrap();
-    let mut sliced = raw.clone();
-    sliced["examples"].as_array_mut().unwrap().truncate(160);
-    std::fs::write(dir.join("multiemo.json"), serde_json::to_vec(&sliced).unwrap()).unwrap();
-    let (ok, out, err) = rankfit(&config, dir, &["datasets", "upload", "multiemo.json", "--name", "multiemo-160"]).await;
+    t.write_slice(&p, 160, "multiemo.json");
+    let (ok, out, err) = rankfit(config, dir, &["datasets", "upload", "multiemo.json", "--name", "multiemo-160"]).await;
     assert!(ok, "{out}{err}");
     assert!(out.contains("rows          160 (") && out.contains("labels"), "{out}");
 
@@ -438,40 +466,40 @@ init_r = 3
         (good.replace("\"multiemo-160\"", "\"no-such-set\""), "study.toml:2:1: no dataset named \"no-such-set\""),
     ] {
         std::fs::write(dir.join("study.toml"), &bad).unwrap();
-        let (ok, out, err) = rankfit(&config, dir, &["studies", "create", "study.toml"]).await;
+        let (ok, out, err) = rankfit(config, dir, &["studies", "create", "study.toml"]).await;
         assert!(!ok, "{out}");
         assert!(err.contains(needle) && err.contains("nothing was created"), "expected {needle:?} in:\n{err}");
     }
-    let (_, out, _) = rankfit(&config, dir, &["studies", "list", "--json"]).await;
+    let (_, out, _) = rankfit(config, dir, &["studies", "list", "--json"]).await;
     assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["studies"], json!([]), "no study created");
-    let (_, out, _) = rankfit(&config, dir, &["runs", "list", "--json"]).await;
+    let (_, out, _) = rankfit(config, dir, &["runs", "list", "--json"]).await;
     assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["runs"], json!([]), "no run queued");
 
     // The study: created, watched to the end, tabled.
     std::fs::write(dir.join("study.toml"), good).unwrap();
-    let (ok, out, err) = rankfit(&config, dir, &["studies", "create", "study.toml", "--dry-run"]).await;
+    let (ok, out, err) = rankfit(config, dir, &["studies", "create", "study.toml", "--dry-run"]).await;
     assert!(ok && out.contains("study.toml is valid: 2 runs"), "{out}{err}");
-    let (ok, out, err) = rankfit(&config, dir, &["studies", "create", "study.toml", "--json"]).await;
+    let (ok, out, err) = rankfit(config, dir, &["studies", "create", "study.toml", "--json"]).await;
     assert!(ok, "{out}{err}");
     let created: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(created["runs_created"], 2);
     let study = created["study"]["id"].as_str().unwrap().to_string();
-    let (ok, out, err) = rankfit(&config, dir, &["studies", "watch", &study]).await;
+    let (ok, out, err) = rankfit(config, dir, &["studies", "watch", &study]).await;
     assert!(ok, "{out}{err}");
     assert!(err.contains("2/2 done: 2 succeeded"), "{err}");
     assert!(out.contains("95% interval"), "{out}");
-    let (ok, table, err) = rankfit(&config, dir, &["studies", "table", &study, "--format", "md"]).await;
+    let (ok, table, err) = rankfit(config, dir, &["studies", "table", &study, "--format", "md"]).await;
     assert!(ok, "{err}");
     assert!(table.contains("LoRA") && table.contains("AdaLoRA") && table.contains("multiemo-160"), "{table}");
 
     // One of its runs: watched (replayed to its end), downloaded.
-    let (_, out, _) = rankfit(&config, dir, &["runs", "list", "--json", "--method", "adalora"]).await;
+    let (_, out, _) = rankfit(config, dir, &["runs", "list", "--json", "--method", "adalora"]).await;
     let runs: Value = serde_json::from_str(&out).unwrap();
     let run = runs["runs"][0]["id"].as_str().unwrap().to_string();
-    let (ok, out, err) = rankfit(&config, dir, &["runs", "watch", &run]).await;
+    let (ok, out, err) = rankfit(config, dir, &["runs", "watch", &run]).await;
     assert!(ok, "{out}{err}");
     assert!(err.contains("status: succeeded") && out.contains("artifact peft"), "{out}{err}");
-    let (ok, out, err) = rankfit(&config, dir, &["runs", "download", &run, "-o", "adapter"]).await;
+    let (ok, out, err) = rankfit(config, dir, &["runs", "download", &run, "-o", "adapter"]).await;
     assert!(ok, "{out}{err}");
     let cfg: Value = serde_json::from_slice(&std::fs::read(dir.join("adapter/adapter_config.json")).unwrap()).unwrap();
     assert_eq!(cfg["peft_type"], "ADALORA", "{cfg}");
@@ -480,10 +508,10 @@ init_r = 3
 
     // A run that is cancelled: `runs watch` exits non-zero with the outcome; the dry run queues nothing.
     let (ok, out, err) =
-        rankfit(&config, dir, &["runs", "create", "--dataset", "multiemo-160", "--method", "lora", "--budget", "2", "--dry-run"]).await;
+        rankfit(config, dir, &["runs", "create", "--dataset", "multiemo-160", "--method", "lora", "--budget", "2", "--dry-run"]).await;
     assert!(ok && out.contains("estimate:"), "{out}{err}");
     let (ok, out, err) = rankfit(
-        &config,
+        config,
         dir,
         &[
             "runs",
@@ -502,26 +530,26 @@ init_r = 3
     .await;
     assert!(ok, "{out}{err}");
     let long = serde_json::from_str::<Value>(&out).unwrap()["run"]["id"].as_str().unwrap().to_string();
-    let (ok, _, err) = rankfit(&config, dir, &["runs", "cancel", &long]).await;
+    let (ok, _, err) = rankfit(config, dir, &["runs", "cancel", &long]).await;
     assert!(ok, "{err}");
-    let (ok, _, err) = rankfit(&config, dir, &["runs", "watch", &long]).await;
+    let (ok, _, err) = rankfit(config, dir, &["runs", "watch", &long]).await;
     assert!(!ok && err.contains(&format!("run {long} cancelled")), "{err}");
-    let (_, out, _) = rankfit(&config, dir, &["runs", "list", "--json"]).await;
+    let (_, out, _) = rankfit(config, dir, &["runs", "list", "--json"]).await;
     assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["runs"].as_array().unwrap().len(), 3, "2 study runs + the cancelled one");
 
     // The fleet is for admin teams: the platform's worker, alive, with the study's runs counted.
-    let (ok, _, err) = rankfit(&config, dir, &["fleet", "workers"]).await;
+    let (ok, _, err) = rankfit(config, dir, &["fleet", "workers"]).await;
     assert!(!ok && err.contains("403"), "{err}");
     let ops = teams::create_team(&p.db.pool, "ops", true).await.unwrap();
     let ops_token = teams::issue_token(&p.db.pool, ops.id, "cli").await.unwrap().secret;
-    let (ok, out, err) = rankfit(&config, dir, &["fleet", "workers", "--url", &server, "--token", &ops_token]).await;
+    let (ok, out, err) = rankfit(config, dir, &["fleet", "workers", "--url", server, "--token", &ops_token]).await;
     assert!(ok, "{err}");
     assert!(out.lines().any(|l| l.contains("alive") && l.contains("cpu")), "{out}");
-    let (ok, out, err) = rankfit(&config, dir, &["fleet", "workers", "--url", &server, "--token", &ops_token, "--json"]).await;
+    let (ok, out, err) = rankfit(config, dir, &["fleet", "workers", "--url", server, "--token", &ops_token, "--json"]).await;
     assert!(ok, "{err}");
     let w = &serde_json::from_str::<Value>(&out).unwrap()["workers"][0];
     assert!(w["succeeded"].as_i64().unwrap() >= 2 && w["claims"].as_i64().unwrap() >= 3, "{w}");
-    let (ok, out, err) = rankfit(&config, dir, &["fleet", "queue", "--url", &server, "--token", &ops_token]).await;
+    let (ok, out, err) = rankfit(config, dir, &["fleet", "queue", "--url", server, "--token", &ops_token]).await;
     assert!(ok && out.contains("1 alive worker(s)"), "{out}{err}");
     p.stop().await;
 }
@@ -534,23 +562,16 @@ init_r = 3
 async fn peft_loads_a_downloaded_adapter_and_reproduces_the_runs_predictions() {
     let python = std::env::var("RANKFIT_PYTHON").unwrap_or_else(|_| "python3".into());
     let p = Platform::start().await;
-    let team = teams::create_team(&p.db.pool, "peft", false).await.unwrap();
-    let token = teams::issue_token(&p.db.pool, team.id, "cli").await.unwrap().secret;
-    let home = tempfile::tempdir().unwrap();
-    let dir = home.path();
-    let config = dir.join("config.json");
-    let server = p.base.trim_end_matches("/api/v1").to_string();
-    assert!(rankfit(&config, dir, &["login", "--url", &server, "--token", &token]).await.0);
-    let raw: Value = serde_json::from_slice(&std::fs::read(rankfit_cli::assets::bigbench_task(&p.assets, TASK)).unwrap()).unwrap();
-    let mut sliced = raw.clone();
-    sliced["examples"].as_array_mut().unwrap().truncate(160);
-    std::fs::write(dir.join("multiemo.json"), serde_json::to_vec(&sliced).unwrap()).unwrap();
-    let (ok, out, err) = rankfit(&config, dir, &["datasets", "upload", "multiemo.json", "--name", "m", "--json"]).await;
+    let t = Terminal::new(&p, "peft").await;
+    let (dir, config) = (t.dir(), &t.config);
+    assert!(t.run(&["login", "--url", &t.server, "--token", &t.token]).await.0);
+    t.write_slice(&p, 160, "multiemo.json");
+    let (ok, out, err) = rankfit(config, dir, &["datasets", "upload", "multiemo.json", "--name", "m", "--json"]).await;
     assert!(ok, "{err}");
     let labels: Vec<String> = serde_json::from_value(serde_json::from_str::<Value>(&out).unwrap()["dataset"]["label_set"].clone()).unwrap();
     let training = r#"{"max_steps": 12, "batch_size": 16, "max_seq_len": 32, "learning_rate": 0.003, "checkpoint_every": 0}"#;
     let (ok, out, err) = rankfit(
-        &config,
+        config,
         dir,
         &[
             "runs",
@@ -571,11 +592,11 @@ async fn peft_loads_a_downloaded_adapter_and_reproduces_the_runs_predictions() {
     .await;
     assert!(ok, "{out}{err}");
     let run = serde_json::from_str::<Value>(&out).unwrap()["run"]["id"].as_str().unwrap().to_string();
-    let (ok, _, err) = rankfit(&config, dir, &["runs", "watch", &run]).await;
+    let (ok, _, err) = rankfit(config, dir, &["runs", "watch", &run]).await;
     assert!(ok, "{err}");
-    let (ok, _, err) = rankfit(&config, dir, &["runs", "download", &run, "-o", "adapter"]).await;
+    let (ok, _, err) = rankfit(config, dir, &["runs", "download", &run, "-o", "adapter"]).await;
     assert!(ok, "{err}");
-    let (ok, _, err) = rankfit(&config, dir, &["runs", "predictions", &run, "-o", "predictions.jsonl"]).await;
+    let (ok, _, err) = rankfit(config, dir, &["runs", "predictions", &run, "-o", "predictions.jsonl"]).await;
     assert!(ok, "{err}");
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/reference/check_download.py");
     let model = p.assets.join("models/all-minilm-l6-v2");

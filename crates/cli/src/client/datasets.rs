@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use super::output::{cell, print_json, table};
+use super::output::{cell, table};
 use super::Client;
 
 #[derive(Subcommand)]
@@ -49,41 +49,32 @@ pub async fn run(client: &Client, cmd: DatasetsCommand) -> anyhow::Result<()> {
     match cmd {
         DatasetsCommand::Upload(args) => upload(client, args).await,
         DatasetsCommand::List => {
-            let body = client.call(client.get("/datasets")).await?;
-            if client.json {
-                print_json(&body);
-                return Ok(());
-            }
-            let rows: Vec<Vec<String>> = body["datasets"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|d| {
-                    vec![
-                        cell(&d["id"]),
-                        cell(&d["name"]),
-                        cell(&d["visibility"]),
-                        cell(&d["task_family"]),
-                        cell(&d["row_count"]),
-                        splits(&d["splits"]),
-                        cell(&d["created_at"]).chars().take(19).collect(),
-                    ]
-                })
-                .collect();
-            println!("{}", table(&["id", "name", "visibility", "task", "rows", "splits", "created"], &rows));
+            client.present(client.get("/datasets"), print_list).await?;
             Ok(())
         }
         DatasetsCommand::Show { dataset } => {
             let id = super::dataset_id(client, &dataset).await?;
-            let body = client.call(client.get(&format!("/datasets/{id}"))).await?;
-            if client.json {
-                print_json(&body);
-            } else {
-                print_dataset(&body["dataset"]);
-            }
+            client.present(client.get(&format!("/datasets/{id}")), |b| print_dataset(&b["dataset"])).await?;
             Ok(())
         }
     }
+}
+
+fn print_list(body: &Value) {
+    let rows: Vec<Vec<String>> = super::items(body, "datasets")
+        .map(|d| {
+            vec![
+                cell(&d["id"]),
+                cell(&d["name"]),
+                cell(&d["visibility"]),
+                cell(&d["task_family"]),
+                cell(&d["row_count"]),
+                splits(&d["splits"]),
+                cell(&d["created_at"]).chars().take(19).collect(),
+            ]
+        })
+        .collect();
+    println!("{}", table(&["id", "name", "visibility", "task", "rows", "splits", "created"], &rows));
 }
 
 async fn upload(client: &Client, a: UploadArgs) -> anyhow::Result<()> {
@@ -106,13 +97,8 @@ async fn upload(client: &Client, a: UploadArgs) -> anyhow::Result<()> {
         }
     }
     form = form.part("file", reqwest::multipart::Part::bytes(bytes).file_name(file_name));
-    let body =
-        client.call(client.post("/datasets").multipart(form)).await.with_context(|| format!("{} was not stored", a.file.display()))?;
-    if client.json {
-        print_json(&body);
-    } else {
-        print_dataset(&body["dataset"]);
-    }
+    let req = client.post("/datasets").multipart(form);
+    client.present(req, |b| print_dataset(&b["dataset"])).await.with_context(|| format!("{} was not stored", a.file.display()))?;
     Ok(())
 }
 

@@ -159,6 +159,22 @@ impl Client {
         let resp = self.send(req).await?;
         resp.json().await.context("the server's answer is not JSON")
     }
+
+    /// Sends, then prints the answer: the API's JSON with `--json`, else as `render` shows it.
+    pub async fn present(&self, req: RequestBuilder, render: impl FnOnce(&Value)) -> anyhow::Result<Value> {
+        let body = self.call(req).await?;
+        if self.json {
+            output::print_json(&body);
+        } else {
+            render(&body);
+        }
+        Ok(body)
+    }
+}
+
+/// The elements of the array `body[key]` (none when it is absent).
+pub fn items<'a>(body: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
+    body[key].as_array().into_iter().flatten()
 }
 
 async fn api_error(resp: Response) -> ApiError {

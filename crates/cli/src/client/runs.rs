@@ -110,31 +110,20 @@ pub async fn run(client: &Client, cmd: RunsCommand) -> anyhow::Result<()> {
             if let Some(m) = &args.method {
                 req = req.query(&[("method", m)]);
             }
-            let body = client.call(req).await?;
-            if client.json {
-                print_json(&body);
-                return Ok(());
-            }
-            let rows: Vec<Vec<String>> = body["runs"].as_array().into_iter().flatten().map(run_row).collect();
-            println!("{}", table(&["id", "method", "budget", "seed", "status", "progress", "dataset", "created"], &rows));
+            client
+                .present(req, |body| {
+                    let rows: Vec<Vec<String>> = super::items(body, "runs").map(run_row).collect();
+                    println!("{}", table(&["id", "method", "budget", "seed", "status", "progress", "dataset", "created"], &rows));
+                })
+                .await?;
             Ok(())
         }
         RunsCommand::Show { id } => {
-            let body = client.call(client.get(&format!("/runs/{id}"))).await?;
-            if client.json {
-                print_json(&body);
-            } else {
-                print_run(&body);
-            }
+            client.present(client.get(&format!("/runs/{id}")), print_run).await?;
             Ok(())
         }
         RunsCommand::Cancel { id } => {
-            let body = client.call(client.post(&format!("/runs/{id}/cancel"))).await?;
-            if client.json {
-                print_json(&body);
-            } else {
-                println!("run {id}: {}", cell(&body["run"]["status"]));
-            }
+            client.present(client.post(&format!("/runs/{id}/cancel")), |b| println!("run {id}: {}", cell(&b["run"]["status"]))).await?;
             Ok(())
         }
         RunsCommand::Watch { id } => watch(client, &id).await,
@@ -321,12 +310,7 @@ pub async fn watch(client: &Client, id: &str) -> anyhow::Result<()> {
         }
     };
     if status == "succeeded" {
-        let body = client.call(client.get(&format!("/runs/{id}"))).await?;
-        if client.json {
-            print_json(&body);
-        } else {
-            print_run(&body);
-        }
+        client.present(client.get(&format!("/runs/{id}")), print_run).await?;
         return Ok(());
     }
     bail!("run {id} {status}{}", data["error"].as_str().map(|e| format!(": {e}")).unwrap_or_default())

@@ -68,27 +68,23 @@ pub async fn run(client: &Client, cmd: StudiesCommand) -> anyhow::Result<()> {
     match cmd {
         StudiesCommand::Create(args) => create(client, args).await,
         StudiesCommand::List => {
-            let body = client.call(client.get("/studies")).await?;
-            if client.json {
-                print_json(&body);
-                return Ok(());
-            }
-            let rows: Vec<Vec<String>> = body["studies"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|s| {
-                    let p = &s["progress"];
-                    vec![
-                        cell(&s["study"]["id"]),
-                        cell(&s["study"]["name"]),
-                        format!("{}/{}", cell(&p["done"]), cell(&p["total"])),
-                        format!("{} ok, {} failed, {} cancelled", cell(&p["succeeded"]), cell(&p["failed"]), cell(&p["cancelled"])),
-                        cell(&s["study"]["created_at"]).chars().take(19).collect(),
-                    ]
+            client
+                .present(client.get("/studies"), |body| {
+                    let rows: Vec<Vec<String>> = super::items(body, "studies")
+                        .map(|s| {
+                            let p = &s["progress"];
+                            vec![
+                                cell(&s["study"]["id"]),
+                                cell(&s["study"]["name"]),
+                                format!("{}/{}", cell(&p["done"]), cell(&p["total"])),
+                                format!("{} ok, {} failed, {} cancelled", cell(&p["succeeded"]), cell(&p["failed"]), cell(&p["cancelled"])),
+                                cell(&s["study"]["created_at"]).chars().take(19).collect(),
+                            ]
+                        })
+                        .collect();
+                    println!("{}", table(&["id", "name", "done", "outcomes", "created"], &rows));
                 })
-                .collect();
-            println!("{}", table(&["id", "name", "done", "outcomes", "created"], &rows));
+                .await?;
             Ok(())
         }
         StudiesCommand::Show { id } => show(client, &id).await.map(drop),
@@ -107,16 +103,16 @@ pub async fn run(client: &Client, cmd: StudiesCommand) -> anyhow::Result<()> {
             Ok(())
         }
         StudiesCommand::Cancel { id } => {
-            let body = client.call(client.post(&format!("/studies/{id}/cancel"))).await?;
-            if client.json {
-                print_json(&body);
-            } else {
-                println!(
-                    "study {id}: {} queued run(s) cancelled, {} running run(s) stopping",
-                    cell(&body["cancelled"]),
-                    cell(&body["stopping"])
-                );
-            }
+            let req = client.post(&format!("/studies/{id}/cancel"));
+            client
+                .present(req, |b| {
+                    println!(
+                        "study {id}: {} queued run(s) cancelled, {} running run(s) stopping",
+                        cell(&b["cancelled"]),
+                        cell(&b["stopping"])
+                    )
+                })
+                .await?;
             Ok(())
         }
     }
