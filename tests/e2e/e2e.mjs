@@ -180,6 +180,17 @@ await test("the run page follows the run to a terminal state", async () => {
   await shot("09-run-terminal");
 });
 
+await test("operators see the worker alive with its finished run on the Workers page", async () => {
+  await visit("/workers");
+  check(await page.locator('nav a[href="/workers"]').count() === 1, "admin teams get the Workers link");
+  const row = page.locator("#workers tbody tr").first();
+  await row.waitFor({ timeout: 15_000 });
+  const text = await row.textContent();
+  check(/alive/.test(text), "the worker is alive: " + text);
+  check(/cpu/.test(text), "its device is shown: " + text);
+  await shot("09b-workers");
+});
+
 await test("a long run shows live progress with an ETA on its page and in the runs list, and can be cancelled", async () => {
   check(state.datasetId, "needs the dataset");
   const id = await page.evaluate(async (ds) => {
