@@ -99,7 +99,7 @@ impl WorkerConfig {
 
     /// What the fleet view shows about this worker.
     fn registration(&self) -> workers::NewWorker {
-        let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "unknown".into());
+        let host = hostname();
         let features = if cfg!(feature = "cuda") { vec!["cuda".to_string()] } else { Vec::new() };
         workers::NewWorker {
             name: self.name.clone(),
@@ -136,9 +136,13 @@ async fn count(pool: &Pool, name: &str, event: workers::WorkerEvent) {
     }
 }
 
+/// `host:pid`.
 pub fn default_name() -> String {
-    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "worker".into());
-    format!("{host}:{}", std::process::id())
+    format!("{}:{}", hostname(), std::process::id())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "worker".into())
 }
 
 #[derive(Debug, thiserror::Error)]

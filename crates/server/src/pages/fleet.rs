@@ -2,10 +2,10 @@
 
 use askama::Template;
 use axum::extract::State;
-use rankfit_domain::estimate::human_duration;
 use rankfit_domain::fleet::WorkerState;
 use rankfit_domain::progress::Progress;
 
+use super::shared::{fmt_duration, short};
 use super::{render, Nav, PageError, PageResult, WebSession};
 use crate::api::fleet::{queue_view, worker_list};
 use crate::AppState;
@@ -52,10 +52,6 @@ struct WorkersPage {
     fallback: String,
 }
 
-fn short(id: &uuid::Uuid) -> String {
-    id.to_string()[..8].to_string()
-}
-
 pub async fn workers(State(st): State<AppState>, s: WebSession) -> PageResult {
     if !s.team.is_admin {
         return Err(PageError::forbidden("The Workers page is for operators: sign in with an admin team's token."));
@@ -77,13 +73,13 @@ pub async fn workers(State(st): State<AppState>, s: WebSession) -> PageResult {
                 .as_ref()
                 .and_then(|p| serde_json::from_value::<Progress>(p.0.clone()).ok())
                 .map(|p| {
-                    let eta = p.eta_seconds.map(|e| format!(", {} left", human_duration(e))).unwrap_or_default();
+                    let eta = p.eta_seconds.map(|e| format!(", {} left", fmt_duration(e))).unwrap_or_default();
                     format!("{} · step {}/{}{eta}", p.phase.label(), p.step, p.total_steps)
                 })
                 .unwrap_or_default();
             let lease = match w.current_run_lease_expires_at {
-                Some(t) if t > now => format!("expires in {}", human_duration((t - now).num_milliseconds() as f64 / 1000.0)),
-                Some(t) => format!("expired {} ago", human_duration((now - t).num_milliseconds() as f64 / 1000.0)),
+                Some(t) if t > now => format!("expires in {}", fmt_duration((t - now).num_milliseconds() as f64 / 1000.0)),
+                Some(t) => format!("expired {} ago", fmt_duration((now - t).num_milliseconds() as f64 / 1000.0)),
                 None => String::new(),
             };
             WorkerLine {
@@ -92,8 +88,8 @@ pub async fn workers(State(st): State<AppState>, s: WebSession) -> PageResult {
                 device: if w.features.is_empty() { w.device.clone() } else { format!("{} ({})", w.device, w.features.join(", ")) },
                 version: w.version.clone(),
                 state: v.state.as_str(),
-                last_seen: format!("{} ago", human_duration(w.silent_seconds)),
-                uptime: human_duration((w.last_seen_at - w.started_at).num_seconds() as f64),
+                last_seen: format!("{} ago", fmt_duration(w.silent_seconds)),
+                uptime: fmt_duration((w.last_seen_at - w.started_at).num_seconds() as f64),
                 run: w.current_run_id.as_ref().map(short).unwrap_or_default(),
                 progress,
                 lease,
@@ -117,9 +113,9 @@ pub async fn workers(State(st): State<AppState>, s: WebSession) -> PageResult {
             ),
             priority: q.run.priority,
             attempts: q.run.attempts,
-            waits: if q.run.wait_seconds > 0.0 { format!("backoff {}", human_duration(q.run.wait_seconds)) } else { String::new() },
-            start: q.eta.map(|e| format!("in {}", human_duration(e.start_seconds))).unwrap_or_else(|| "no worker alive".into()),
-            finish: q.eta.map(|e| format!("in {}", human_duration(e.finish_seconds))).unwrap_or_default(),
+            waits: if q.run.wait_seconds > 0.0 { format!("backoff {}", fmt_duration(q.run.wait_seconds)) } else { String::new() },
+            start: q.eta.map(|e| format!("in {}", fmt_duration(e.start_seconds))).unwrap_or_else(|| "no worker alive".into()),
+            finish: q.eta.map(|e| format!("in {}", fmt_duration(e.finish_seconds))).unwrap_or_default(),
         })
         .collect();
     Ok(render(WorkersPage {
@@ -130,6 +126,6 @@ pub async fn workers(State(st): State<AppState>, s: WebSession) -> PageResult {
         workers,
         queue: queue_lines,
         alive: queue.alive_workers,
-        fallback: human_duration(queue.fallback_run_seconds),
+        fallback: fmt_duration(queue.fallback_run_seconds),
     }))
 }
