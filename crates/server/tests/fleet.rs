@@ -62,7 +62,8 @@ async fn operators_see_workers_the_queue_and_metrics() {
     // The claim takes the highest priority first: the third run.
     let lease = queue::claim(pool, "alive:1", Duration::from_secs(60)).await.unwrap().unwrap();
     assert_eq!(lease.run.id.to_string(), runs[2]);
-    workers::record(pool, "alive:1", workers::WorkerEvent::Claimed(lease.run.id)).await.unwrap();
+    workers::record(pool, "alive:1", workers::WorkerEvent::Claimed).await.unwrap();
+    workers::beat(pool, "alive:1", Some(lease.run.id)).await.unwrap();
     sqlx::query("update worker set last_seen_at = now() - interval '2 minutes' where name = 'stale:2'").execute(pool).await.unwrap();
     workers::stopped(pool, "gone:3").await.unwrap();
 

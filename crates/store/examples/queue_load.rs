@@ -21,30 +21,7 @@ async fn main() {
     let db = TestDb::new().await;
     let team = rankfit_store::teams::create_team(&db.pool, "load", false).await.unwrap();
     // Through the store's own insert, so the example follows the schema as it changes.
-    let ds = rankfit_store::datasets::insert(
-        &db.pool,
-        &rankfit_store::datasets::NewDataset {
-            id: Uuid::new_v4(),
-            team_id: Some(team.id),
-            name: "load".into(),
-            task_family: "classification".into(),
-            format: "jsonl".into(),
-            parse_options: json!({}),
-            label_set: json!(["a", "b"]),
-            row_count: 1,
-            splits: json!({"train": 1}),
-            bytes: 1,
-            sha256: String::new(),
-            uri: "x".into(),
-            report: json!({}),
-            primary_metric: "accuracy".into(),
-            benchmark: None,
-            suite_id: None,
-        },
-    )
-    .await
-    .unwrap()
-    .id;
+    let ds = rankfit_store::datasets::insert(&db.pool, &rankfit_store::testing::placeholder_dataset(team.id)).await.unwrap().id;
     let t0 = Instant::now();
     sqlx::query(
         "insert into run (id, team_id, dataset_id, base_model_id, method, config, budget, seed)

@@ -91,3 +91,26 @@ impl TestDb {
         TestDb { pool, url, name }
     }
 }
+
+/// A dataset row with no file behind it, for queue tests and load checks that only need
+/// something runs can point at.
+pub fn placeholder_dataset(team_id: uuid::Uuid) -> crate::datasets::NewDataset {
+    crate::datasets::NewDataset {
+        id: uuid::Uuid::new_v4(),
+        team_id: Some(team_id),
+        name: "tiny".into(),
+        task_family: "classification".into(),
+        format: "jsonl".into(),
+        parse_options: serde_json::json!({}),
+        label_set: serde_json::json!(["a", "b"]),
+        row_count: 2,
+        splits: serde_json::json!({"train": 2}),
+        bytes: 10,
+        sha256: "00".into(),
+        uri: format!("datasets/{team_id}/x.jsonl"),
+        report: serde_json::json!({}),
+        primary_metric: "accuracy".into(),
+        benchmark: None,
+        suite_id: None,
+    }
+}

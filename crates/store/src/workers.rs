@@ -48,6 +48,13 @@ pub struct WorkerRow {
     pub failed: i64,
 }
 
+impl WorkerRow {
+    /// The current run's latest progress report, typed.
+    pub fn progress(&self) -> Option<rankfit_domain::progress::Progress> {
+        serde_json::from_value(self.current_run_progress.as_ref()?.0.clone()).ok()
+    }
+}
+
 /// Registers (or re-registers, after a restart under the same name) a worker.
 pub async fn register(pool: &PgPool, w: &NewWorker) -> Result<()> {
     sqlx::query(
@@ -79,10 +86,11 @@ pub async fn beat(pool: &PgPool, name: &str, current_run: Option<Uuid>) -> Resul
     Ok(())
 }
 
-/// Something a worker did, for its counters.
+/// Something a worker did, for its counters. (Which run it is on is its heartbeat's
+/// business: [`beat`].)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WorkerEvent {
-    Claimed(Uuid),
+    Claimed,
     /// Expired leases it requeued or failed.
     Reaped(u32),
     /// A run it trained ended (succeeded or not; a run released at shutdown is neither).
@@ -93,15 +101,11 @@ pub enum WorkerEvent {
 
 pub async fn record(pool: &PgPool, name: &str, event: WorkerEvent) -> Result<()> {
     let q = match event {
-        WorkerEvent::Claimed(run) => {
-            sqlx::query("update worker set claims = claims + 1, current_run_id = $2, last_seen_at = now() where name = $1")
-                .bind(name)
-                .bind(run)
-        }
+        WorkerEvent::Claimed => sqlx::query("update worker set claims = claims + 1 where name = $1").bind(name),
         WorkerEvent::Reaped(n) => sqlx::query("update worker set reaped = reaped + $2 where name = $1").bind(name).bind(i64::from(n)),
         WorkerEvent::Finished { succeeded } => sqlx::query(
             "update worker set succeeded = succeeded + case when $2 then 1 else 0 end,
-                               failed = failed + case when $2 then 0 else 1 end, current_run_id = null where name = $1",
+                               failed = failed + case when $2 then 0 else 1 end where name = $1",
         )
         .bind(name)
         .bind(succeeded),

@@ -11,29 +11,7 @@ use uuid::Uuid;
 
 async fn team_with_dataset(pool: &Pool, name: &str) -> (Uuid, Uuid) {
     let team = teams::create_team(pool, name, false).await.unwrap();
-    let ds = datasets::insert(
-        pool,
-        &datasets::NewDataset {
-            id: Uuid::new_v4(),
-            team_id: Some(team.id),
-            name: "tiny".into(),
-            task_family: "classification".into(),
-            format: "jsonl".into(),
-            parse_options: json!({}),
-            label_set: json!(["a", "b"]),
-            row_count: 2,
-            splits: json!({"train": 2}),
-            bytes: 10,
-            sha256: "00".into(),
-            uri: format!("datasets/{}/x.jsonl", team.id),
-            report: json!({}),
-            primary_metric: "accuracy".into(),
-            benchmark: None,
-            suite_id: None,
-        },
-    )
-    .await
-    .unwrap();
+    let ds = datasets::insert(pool, &rankfit_store::testing::placeholder_dataset(team.id)).await.unwrap();
     (team.id, ds.id)
 }
 

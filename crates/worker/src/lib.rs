@@ -213,7 +213,7 @@ pub async fn run(
             Some(lease) => {
                 let id = lease.run.id;
                 tracing::info!(run = %id, attempt = lease.run.attempts, "claimed run");
-                count(&pool, &cfg.name, workers::WorkerEvent::Claimed(id)).await;
+                count(&pool, &cfg.name, workers::WorkerEvent::Claimed).await;
                 let _ = current_tx.send(Some(id));
                 let ended = process(&pool, &store, &cfg, &trainer, lease, &mut shutdown).await;
                 let _ = current_tx.send(None);

@@ -4,7 +4,6 @@
 use axum::extract::State;
 use axum::Json;
 use rankfit_domain::fleet::{queue_etas, QueueEta, WorkerState};
-use rankfit_domain::progress::Progress;
 use rankfit_store::workers::{self, QueuedRun, WorkerRow};
 use rankfit_store::StoreError;
 use serde::Serialize;
@@ -75,14 +74,7 @@ pub(crate) async fn queue_view(st: &AppState, list: &WorkerList) -> Result<Queue
     let running_left: Vec<f64> = alive
         .iter()
         .filter(|w| w.worker.current_run_id.is_some())
-        .map(|w| {
-            w.worker
-                .current_run_progress
-                .as_ref()
-                .and_then(|p| serde_json::from_value::<Progress>(p.0.clone()).ok())
-                .and_then(|p| p.eta_seconds)
-                .unwrap_or(0.0)
-        })
+        .map(|w| w.worker.progress().and_then(|p| p.eta_seconds).unwrap_or(0.0))
         .collect();
     let fallback = workers::recent_run_seconds(&st.pool).await?.unwrap_or(DEFAULT_RUN_SECONDS);
     let plan: Vec<(Option<f64>, f64)> = queued.iter().map(|q| (q.estimated_seconds, q.wait_seconds)).collect();

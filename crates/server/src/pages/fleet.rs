@@ -3,7 +3,6 @@
 use askama::Template;
 use axum::extract::State;
 use rankfit_domain::fleet::WorkerState;
-use rankfit_domain::progress::Progress;
 
 use super::shared::{fmt_duration, short};
 use super::{render, Nav, PageError, PageResult, WebSession};
@@ -69,9 +68,7 @@ pub async fn workers(State(st): State<AppState>, s: WebSession) -> PageResult {
         .map(|v| {
             let w = &v.worker;
             let progress = w
-                .current_run_progress
-                .as_ref()
-                .and_then(|p| serde_json::from_value::<Progress>(p.0.clone()).ok())
+                .progress()
                 .map(|p| {
                     let eta = p.eta_seconds.map(|e| format!(", {} left", fmt_duration(e))).unwrap_or_default();
                     format!("{} · step {}/{}{eta}", p.phase.label(), p.step, p.total_steps)
