@@ -143,9 +143,10 @@ async fn create(client: &Client, a: CreateArgs) -> anyhow::Result<()> {
     if a.dry_run {
         let e = &resp["estimate"];
         println!(
-            "{path} is valid: {} runs, about {} on one worker",
+            "{path} is valid: {} runs, about {} (±{:.0}%) one after another on one worker",
             cell(&resp["grid_size"]),
-            rankfit_domain::estimate::human_duration(e["total_seconds"].as_f64().unwrap_or(0.0))
+            rankfit_domain::estimate::human_duration(e["total_seconds"].as_f64().unwrap_or(0.0)),
+            e["error_band"].as_f64().unwrap_or(0.0) * 100.0
         );
         for w in e["warnings"].as_array().into_iter().flatten() {
             println!("  warning: {}", cell(w));
