@@ -14,6 +14,9 @@ Workloads (identical to the Rust side):
            on every position, batch 8, seq 512, adapters on q_proj/v_proj
   lora     r = 8, alpha 16;  adalora: r_init 12 -> target 8, masking every step
 Random token ids (seeded), AdamW lr 1e-3, grad clipping 1.0, one untimed warm-up step.
+--device cuda[:N] runs on a GPU (timed with cuda synchronisation; peak memory is
+torch.cuda.max_memory_reserved); --checkpoint DIR loads an HF checkpoint directory instead of
+the shipped assets (the random-initialised ones of tools/gpu/make_checkpoints.py).
 Prints one JSON object on stdout.
 """
 import argparse
@@ -44,14 +47,17 @@ def find_one(pattern, what):
     return hits[0]
 
 
-def load(kind):
+def load(kind, checkpoint=None):
     if kind == "minilm":
         from transformers import BertForSequenceClassification
 
-        model_dir = os.path.dirname(find_one("all-minilm-l6-v2/**/config.json", "all-MiniLM-L6-v2"))
+        model_dir = checkpoint or os.path.dirname(find_one("all-minilm-l6-v2/**/config.json", "all-MiniLM-L6-v2"))
         return BertForSequenceClassification.from_pretrained(model_dir, num_labels=2), 30522
     from transformers import AutoModelForCausalLM
 
+    if checkpoint:
+        model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32)
+        return model, model.config.vocab_size
     gguf = find_one("SmolLM2-135M-Instruct*.gguf", "SmolLM2 GGUF")
     model = AutoModelForCausalLM.from_pretrained(os.path.dirname(gguf), gguf_file=os.path.basename(gguf), dtype=torch.float32)
     return model, model.config.vocab_size
@@ -65,18 +71,22 @@ def main():
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--batch", type=int)
     ap.add_argument("--seq", type=int)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--checkpoint")
     args = ap.parse_args()
+    device = torch.device(args.device)
+    gpu = device.type == "cuda"
     w = dict(WORKLOADS[args.model_kind])
     batch, seq = args.batch or w["batch"], args.seq or w["seq"]
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    base, vocab = load(args.model_kind)
+    base, vocab = load(args.model_kind, args.checkpoint)
     common = dict(lora_alpha=16, lora_dropout=0.0, target_modules=w["targets"], task_type=w["task"])
     if args.method == "lora":
         cfg = LoraConfig(r=8, **common)
     else:
         cfg = AdaLoraConfig(init_r=12, target_r=8, total_step=args.steps + 2, tinit=0, tfinal=0, deltaT=1, **common)
-    model = get_peft_model(base, cfg)
+    model = get_peft_model(base, cfg).to(device)
     model.train()
     ids = torch.randint(1000, min(vocab, 30000), (batch, seq))
     if args.model_kind == "minilm":
@@ -84,6 +94,7 @@ def main():
         labels = torch.arange(batch) % 2
     else:
         labels = ids.clone()
+    ids, labels = ids.to(device), labels.to(device)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3, weight_decay=0.0)
     timed = 0.0
@@ -96,6 +107,8 @@ def main():
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad()
+        if gpu:
+            torch.cuda.synchronize(device)
         if step > 0:
             timed += time.perf_counter() - t0
     print(
@@ -103,6 +116,8 @@ def main():
             {
                 "framework": "pytorch+peft",
                 "torch": torch.__version__,
+                "device": args.device,
+                "gpu": torch.cuda.get_device_name(device) if gpu else None,
                 "model": args.model_kind,
                 "method": args.method,
                 "batch": batch,
@@ -111,9 +126,11 @@ def main():
                 "steps": args.steps,
                 "seconds_per_step": timed / args.steps,
                 "examples_per_second": args.steps * batch / timed,
+                "tokens_per_second": args.steps * batch * seq / timed,
                 "trainable_params": trainable,
                 # ru_maxrss is in KiB on Linux.
                 "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                "gpu_memory_bytes": torch.cuda.max_memory_reserved(device) if gpu else None,
             }
         )
     )

@@ -31,8 +31,9 @@ def main():
     model = PeftModel.from_pretrained(base, os.path.join(args.export_dir, "adapter_peft")).eval()
     with torch.no_grad():
         report["adapter_peft"] = (model(**enc).logits - want).abs().max().item()
-    merged_dir = os.path.join(args.export_dir, "adapter_merged")
-    if os.path.isdir(merged_dir):
+    # `adapter_merged/` as the training test copies it, `merged/` as a run's export dir has it.
+    merged_dir = next((d for d in (os.path.join(args.export_dir, n) for n in ("adapter_merged", "merged")) if os.path.isdir(d)), None)
+    if merged_dir:
         merged = BertForSequenceClassification.from_pretrained(merged_dir, attn_implementation="eager").eval()
         with torch.no_grad():
             report["adapter_merged"] = (merged(**enc).logits - want).abs().max().item()

@@ -79,3 +79,37 @@ pub fn prepare(ds: &ParsedDataset, tok: &BertTokenizer, max_len: usize) -> Resul
     }
     Ok(Prepared { task, train, validation, test })
 }
+
+/// A small synthetic classification task for smoke runs, device checks and tests: 320 short
+/// reviews, 256 train and 64 validation, labelled by the adjective's polarity (learnable in a
+/// few dozen steps).
+pub fn synthetic_sentiment() -> ParsedDataset {
+    let good = ["wonderful", "great", "excellent", "delightful", "superb", "lovely", "fantastic", "charming"];
+    let bad = ["terrible", "awful", "boring", "dreadful", "horrible", "disappointing", "poor", "annoying"];
+    let nouns = ["movie", "meal", "concert", "book", "hotel", "game", "show", "trip", "class", "album"];
+    let frames = ["The {n} was {a}.", "What a {a} {n}!", "I found the {n} {a}.", "Honestly, a {a} {n}."];
+    let mut examples = Vec::new();
+    let mut i = 0usize;
+    for n in nouns {
+        for (k, f) in frames.iter().enumerate() {
+            for j in 0..4 {
+                let positive = (i + j).is_multiple_of(2);
+                let adj = if positive { good[(i + j + k) % 8] } else { bad[(i * 3 + j + k) % 8] };
+                let split = if i % 5 == 4 { Split::Validation } else { Split::Train };
+                examples.push(Example {
+                    text_a: f.replace("{n}", n).replace("{a}", adj),
+                    text_b: None,
+                    target: Target::Class(if positive { "positive" } else { "negative" }.into()),
+                    split,
+                });
+                i += 1;
+            }
+        }
+    }
+    ParsedDataset {
+        task_family: TaskFamily::Classification,
+        examples,
+        label_set: vec!["negative".into(), "positive".into()],
+        report: rankfit_domain::dataset::ValidationReport::default(),
+    }
+}

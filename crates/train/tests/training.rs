@@ -8,48 +8,15 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::{assets_dir, minilm, B};
-use rankfit_domain::dataset::{Example, ParsedDataset, Split, Target, ValidationReport};
+use rankfit_domain::dataset::{Split, Target};
 use rankfit_domain::run::{ALoraConfig, AdaLoraConfig, MethodConfig, RoLoraConfig, RunConfig, SalientLoraConfig, TrainingConfig};
-use rankfit_domain::task::TaskFamily;
 use rankfit_train::allocator::AdaLoraSchedule;
-use rankfit_train::data::prepare;
+use rankfit_train::data::{prepare, synthetic_sentiment};
 use rankfit_train::export::load_peft;
 use rankfit_train::model::bert::Inputs;
 use rankfit_train::model::load_minilm;
 use rankfit_train::tokenize::collate;
 use rankfit_train::{train, ArtifactKind, TrainError, TrainEvent, TrainJob};
-
-/// 320 short reviews: 256 train, 64 validation; label from the adjective's polarity.
-fn sentiment() -> ParsedDataset {
-    let good = ["wonderful", "great", "excellent", "delightful", "superb", "lovely", "fantastic", "charming"];
-    let bad = ["terrible", "awful", "boring", "dreadful", "horrible", "disappointing", "poor", "annoying"];
-    let nouns = ["movie", "meal", "concert", "book", "hotel", "game", "show", "trip", "class", "album"];
-    let frames = ["The {n} was {a}.", "What a {a} {n}!", "I found the {n} {a}.", "Honestly, a {a} {n}."];
-    let mut examples = Vec::new();
-    let mut i = 0usize;
-    for n in nouns {
-        for (k, f) in frames.iter().enumerate() {
-            for j in 0..4 {
-                let positive = (i + j).is_multiple_of(2);
-                let adj = if positive { good[(i + j + k) % 8] } else { bad[(i * 3 + j + k) % 8] };
-                let split = if i % 5 == 4 { Split::Validation } else { Split::Train };
-                examples.push(Example {
-                    text_a: f.replace("{n}", n).replace("{a}", adj),
-                    text_b: None,
-                    target: Target::Class(if positive { "positive" } else { "negative" }.into()),
-                    split,
-                });
-                i += 1;
-            }
-        }
-    }
-    ParsedDataset {
-        task_family: TaskFamily::Classification,
-        examples,
-        label_set: vec!["negative".into(), "positive".into()],
-        report: ValidationReport::default(),
-    }
-}
 
 fn job(method: MethodConfig, work_dir: &Path, max_steps: u64) -> TrainJob {
     let training = TrainingConfig {
@@ -69,7 +36,7 @@ fn job(method: MethodConfig, work_dir: &Path, max_steps: u64) -> TrainJob {
         budget: 2,
         seed: 7,
         selection_metric: None,
-        dataset: sentiment(),
+        dataset: synthetic_sentiment(),
         assets_dir: assets_dir(),
         work_dir: work_dir.to_path_buf(),
     }
@@ -90,7 +57,7 @@ fn peft_logits(dir: &Path) -> Vec<f32> {
     let dev = Default::default();
     let (bert, tok) = load_minilm::<B>(&minilm(), &dev).unwrap();
     let loaded = load_peft::<B>(dir, &bert, &dev).unwrap();
-    let data = prepare(&sentiment(), &tok, 32).unwrap();
+    let data = prepare(&synthetic_sentiment(), &tok, 32).unwrap();
     let encs: Vec<_> = data.validation.iter().map(|s| &s.enc).collect();
     let batch = collate(&encs, tok.pad_id());
     bert.logits(&Inputs::new(&batch, &dev), &loaded.store.values(), &loaded.head, &loaded.adapters, false)
@@ -100,7 +67,7 @@ fn peft_logits(dir: &Path) -> Vec<f32> {
 }
 
 fn accuracy(logits: &[f32]) -> f64 {
-    let data_labels: Vec<usize> = sentiment()
+    let data_labels: Vec<usize> = synthetic_sentiment()
         .split(Split::Validation)
         .map(|e| match &e.target {
             Target::Class(c) if c == "positive" => 1,
@@ -165,7 +132,7 @@ fn lora_learns_and_its_export_reloads() {
             false,
         ),
     };
-    let data = prepare(&sentiment(), &tok, 32).unwrap();
+    let data = prepare(&synthetic_sentiment(), &tok, 32).unwrap();
     let batch = collate(&data.validation.iter().map(|s| &s.enc).collect::<Vec<_>>(), tok.pad_id());
     let merged_logits = bert
         .logits(&Inputs::new(&batch, &dev), &store.values(), &hp, &rankfit_train::model::bert::NoHook, false)
@@ -187,7 +154,7 @@ fn lora_learns_and_its_export_reloads() {
                 std::fs::copy(f.path(), dest.join(f.file_name())).unwrap();
             }
         }
-        let texts: Vec<String> = sentiment().split(Split::Validation).map(|e| e.text_a.clone()).collect();
+        let texts: Vec<String> = synthetic_sentiment().split(Split::Validation).map(|e| e.text_a.clone()).collect();
         std::fs::write(
             to.join("rust_logits.json"),
             serde_json::to_vec(&serde_json::json!({ "texts": texts, "max_len": 32, "adapter_peft": logits })).unwrap(),
@@ -452,7 +419,7 @@ fn bert_oracle_scores_gate_variants_like_masked_forward_passes() {
 
     let dev = Default::default();
     let (bert, tok) = load_minilm::<B>(&minilm(), &dev).unwrap();
-    let data = prepare(&sentiment(), &tok, 32).unwrap();
+    let data = prepare(&synthetic_sentiment(), &tok, 32).unwrap();
     // More than one length bucket (8 examples each), of different lengths.
     let samples = data.train[..11].to_vec();
     let lengths: std::collections::BTreeSet<usize> = samples.iter().map(|s| s.enc.ids.len()).collect();

@@ -13,6 +13,12 @@
 //!   --rounds                     time one allocation round of each adaptive method (MiniLM)
 //!   --json PATH                  write every measurement as JSON
 //!   --small                      2 steps, batch 8, seq 32 (a smoke run)
+//!   --device cpu|cuda[:N]        the backend (default cpu; cuda needs a `--features cuda`
+//!                                build); PyTorch runs on the same device
+//!   --checkpoint DIR             load the model from an HF checkpoint directory
+//!                                (config.json + model.safetensors; MiniLM also needs
+//!                                tokenizer.json) instead of the shipped assets, e.g. the
+//!                                random-initialised ones of tools/gpu/make_checkpoints.py
 //!   --ops                        instead: time single ops forward + backward on the MiniLM
 //!                                workload's shapes (GELU: burn's op, the fused exact op,
 //!                                the exact form from tensor ops; softmax: burn's op, the
@@ -33,8 +39,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use burn::tensor::activation::log_softmax;
-use burn::tensor::backend::Backend;
-use burn::tensor::{Distribution, Tensor, TensorData};
+use burn::tensor::{Distribution, ElementConversion, Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rankfit_domain::run::{ALoraConfig, AdaLoraConfig, MethodConfig, RoLoraConfig, SalientLoraConfig};
@@ -45,7 +50,7 @@ use rankfit_train::allocator::alora::ablation_importance;
 use rankfit_train::allocator::rolora::frank_wolfe_update;
 use rankfit_train::allocator::salientlora::salience;
 use rankfit_train::allocator::{for_method_with, AllocatorSetup, RankAllocator};
-use rankfit_train::assets::{default_assets_dir, ensure_minilm};
+use rankfit_train::assets::{default_assets_dir, ensure_minilm, MiniLmFiles};
 use rankfit_train::causal::answer_nll;
 use rankfit_train::causal::data::{CausalBatch, CausalSample};
 use rankfit_train::data::{HeadTask, Sample};
@@ -59,11 +64,14 @@ use rankfit_train::params::{collect_grads, AdamW, ParamStore};
 use rankfit_train::step::{after_backward, Trainable};
 use rankfit_train::tokenize::{Batch, Encoded};
 use rankfit_train::trainer::BertOracle;
-use rankfit_train::CpuBackend as B;
+use rankfit_train::device::ComputeDevice;
+use rankfit_train::CpuBackend;
 use serde_json::{json, Value};
 
-type Inner = <B as burn::tensor::backend::AutodiffBackend>::InnerBackend;
-type Device = <B as burn::tensor::backend::BackendTypes>::Device;
+use burn::tensor::backend::AutodiffBackend;
+
+type Inner<B> = <B as AutodiffBackend>::InnerBackend;
+type Device<B> = <B as burn::tensor::backend::BackendTypes>::Device;
 
 const BUDGET: usize = 8;
 const MODELS: [&str; 2] = ["minilm", "smollm2"];
@@ -102,6 +110,8 @@ struct Args {
     json: Option<String>,
     child: bool,
     ops: bool,
+    device: ComputeDevice,
+    checkpoint: Option<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -116,6 +126,8 @@ fn parse_args() -> Result<Args, String> {
         json: None,
         child: false,
         ops: false,
+        device: ComputeDevice::Cpu,
+        checkpoint: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -135,6 +147,8 @@ fn parse_args() -> Result<Args, String> {
             "--json" => a.json = Some(value()?),
             "--child" => a.child = true,
             "--ops" => a.ops = true,
+            "--device" => a.device = value()?.parse::<ComputeDevice>().map_err(|e| e.to_string())?.check_available().map_err(|e| e.to_string())?,
+            "--checkpoint" => a.checkpoint = Some(value()?),
             "--small" => (a.steps, a.batch, a.seq) = (2, Some(8), Some(32)),
             other => return Err(format!("unknown option {other:?} (see the doc comment of train_bench.rs)")),
         }
@@ -155,7 +169,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
     if args.child {
-        let result = child(&args)?;
+        let result = match args.device {
+            ComputeDevice::Cpu => child::<CpuBackend>(&args, Default::default())?,
+            #[cfg(feature = "cuda")]
+            ComputeDevice::Cuda(index) => {
+                child::<rankfit_train::device::CudaBackend>(&args, burn::backend::cuda::CudaDevice { index })?
+            }
+            #[cfg(not(feature = "cuda"))]
+            ComputeDevice::Cuda(_) => unreachable!("--device was checked against the build's features"),
+        };
         println!("{result}");
         return Ok(());
     }
@@ -167,12 +189,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for model in &args.models {
         let (batch, seq, _) = workload(model)?;
         let (batch, seq) = (args.batch.unwrap_or(batch), args.seq.unwrap_or(seq));
-        println!("\n## {model}: batch {batch}, seq {seq}, {} timed steps, budget R = {BUDGET}, {threads} threads\n", args.steps);
+        println!(
+            "\n## {model}: batch {batch}, seq {seq}, {} timed steps, budget R = {BUDGET}, on {}, {threads} threads\n",
+            args.steps, args.device
+        );
         let mut rows = Vec::new();
         for method in &args.methods {
             let ours = run_child(&args, model, method, batch, seq)?;
             let peft = if args.peft && matches!(method.as_str(), "lora" | "adalora") {
-                Some(run_peft(model, method, batch, seq, args.steps, threads)?)
+                Some(run_peft(&args, model, method, batch, seq, threads)?)
             } else {
                 None
             };
@@ -189,6 +214,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let doc = json!({
             "bench": "train_bench",
             "threads": threads,
+            "device": args.device.to_string(),
+            "checkpoint": args.checkpoint,
             "cpu": cpu_model(),
             "results": results,
         });
@@ -201,27 +228,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 fn run_child(args: &Args, model: &str, method: &str, batch: usize, seq: usize) -> Result<Value, Box<dyn std::error::Error>> {
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.args(["--child", "--model", model, "--methods", method, "--steps", &args.steps.to_string()]);
-    cmd.args(["--batch", &batch.to_string(), "--seq", &seq.to_string()]);
+    cmd.args(["--batch", &batch.to_string(), "--seq", &seq.to_string(), "--device", &args.device.to_string()]);
     if args.rounds {
         cmd.arg("--rounds");
+    }
+    if let Some(dir) = &args.checkpoint {
+        cmd.args(["--checkpoint", dir]);
     }
     last_json_line(cmd.output()?, &format!("train_bench child {model}/{method}"))
 }
 
-fn run_peft(
-    model: &str,
-    method: &str,
-    batch: usize,
-    seq: usize,
-    steps: usize,
-    threads: usize,
-) -> Result<Value, Box<dyn std::error::Error>> {
+fn run_peft(args: &Args, model: &str, method: &str, batch: usize, seq: usize, threads: usize) -> Result<Value, Box<dyn std::error::Error>> {
     let python = std::env::var("RANKFIT_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tools/reference/bench_peft.py");
     let mut cmd = Command::new(python);
     cmd.args([script, "--model-kind", model, "--method", method]);
-    for (flag, v) in [("--batch", batch), ("--seq", seq), ("--steps", steps), ("--threads", threads)] {
+    for (flag, v) in [("--batch", batch), ("--seq", seq), ("--steps", args.steps), ("--threads", threads)] {
         cmd.args([flag, &v.to_string()]);
+    }
+    // PyTorch names the devices as rankfit does (cpu, cuda:N).
+    cmd.args(["--device", &args.device.to_string()]);
+    if let Some(dir) = &args.checkpoint {
+        cmd.args(["--checkpoint", dir]);
     }
     last_json_line(cmd.output()?, &format!("bench_peft.py {model}/{method}"))
 }
@@ -233,6 +261,20 @@ fn last_json_line(out: std::process::Output, what: &str) -> Result<Value, Box<dy
     }
     let line = stdout.lines().rev().find(|l| l.starts_with('{')).ok_or_else(|| format!("{what} printed no JSON: {stdout}"))?;
     Ok(serde_json::from_str(line)?)
+}
+
+/// GPU memory this process holds (burn's memory pool keeps what the steps needed, so after
+/// the timed steps this is their peak), as `nvidia-smi` reports it; None on the CPU.
+fn gpu_memory_bytes(device: ComputeDevice) -> Option<u64> {
+    if device == ComputeDevice::Cpu {
+        return None;
+    }
+    let out = Command::new("nvidia-smi").args(["--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"]).output().ok()?;
+    let pid = std::process::id().to_string();
+    String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
+        let (p, mib) = l.split_once(',')?;
+        (p.trim() == pid).then(|| mib.trim().parse::<u64>().ok().map(|m| m << 20)).flatten()
+    })
 }
 
 fn cpu_model() -> Option<String> {
@@ -281,13 +323,13 @@ fn print_rounds(rows: &[(String, Value, Option<Value>)]) {
 }
 
 /// What differs between the two workloads: how a batch's loss is computed.
-enum Workload {
+enum Workload<B: AutodiffBackend> {
     Bert { bert: Box<Bert<B>>, head: HeadParams, inputs: Inputs<B>, onehot: Tensor<B, 2> },
     Llama { model: Llama<B>, batch: CausalBatch },
 }
 
-impl Workload {
-    fn loss(&self, live: &[Tensor<B, 2>], adapters: &Adapters, device: &Device) -> Tensor<B, 1> {
+impl<B: AutodiffBackend> Workload<B> {
+    fn loss(&self, live: &[Tensor<B, 2>], adapters: &Adapters, device: &Device<B>) -> Tensor<B, 1> {
         match self {
             Workload::Bert { bert, head, inputs, onehot } => {
                 let logits = bert.logits(inputs, live, head, adapters, true);
@@ -302,19 +344,24 @@ impl Workload {
 }
 
 /// One (model, method): builds the adapters, runs warm-up + timed steps, prints JSON.
-fn child(args: &Args) -> Result<Value, Box<dyn std::error::Error>> {
+fn child<B: AutodiffBackend>(args: &Args, device: Device<B>) -> Result<Value, Box<dyn std::error::Error>> {
     let (model, method) = (args.models[0].as_str(), args.methods[0].as_str());
     let (d_batch, d_seq, targets) = workload(model)?;
     let (batch, seq) = (args.batch.unwrap_or(d_batch), args.seq.unwrap_or(d_seq));
     let targets: Vec<String> = targets.map(String::from).to_vec();
     let config = method_config(method)?;
-    let device = Default::default();
     let mut rng = StdRng::seed_from_u64(0);
-    let mut store = ParamStore::<Inner>::new();
+    let mut store = ParamStore::<Inner<B>>::new();
     let init_r = config.init_rank(BUDGET as u32) as usize;
     let spec = AdapterSpec { kind: AdapterKind::for_method(&config), rank: init_r, alpha: 16.0, dropout: 0.0 };
     let (work, mut adapters) = if model == "minilm" {
-        let files = ensure_minilm(&default_assets_dir())?;
+        let files = match &args.checkpoint {
+            Some(dir) => {
+                let dir = std::path::Path::new(dir);
+                MiniLmFiles { config: dir.join("config.json"), weights: dir.join("model.safetensors"), tokenizer: dir.join("tokenizer.json") }
+            }
+            None => ensure_minilm(&default_assets_dir())?,
+        };
         let (bert, _) = load_minilm::<B>(&files, &device)?;
         let head = init_head(&mut store, &bert.pooler, 2, true, &mut rng, &device);
         let adapters = Adapters::build_bert(&bert.config, &targets, spec, &mut store, &mut rng, &device)?;
@@ -324,13 +371,16 @@ fn child(args: &Args) -> Result<Value, Box<dyn std::error::Error>> {
         let onehot = Tensor::from_data(TensorData::new(labels, [batch, 2]), &device);
         (Workload::Bert { inputs: Inputs::new(&data, &device), bert: Box::new(bert), head, onehot }, adapters)
     } else {
-        let gguf = ensure_smollm2(&default_assets_dir())?;
-        let llama = Llama::<B>::load_gguf(&gguf, &device)?;
+        let llama = match &args.checkpoint {
+            Some(dir) => Llama::<B>::load_hf(std::path::Path::new(dir), &device)?,
+            None => Llama::<B>::load_gguf(&ensure_smollm2(&default_assets_dir())?, &device)?,
+        };
+        let vocab = llama.config.vocab_size;
         let adapters = Adapters::build_llama(&llama.config, &targets, spec, &mut store, &mut rng, &device)?;
         // Every position but the last predicts the next token (prompt length 1), like labels = input_ids.
         let samples: Vec<CausalSample> = (0..batch)
             .map(|_| CausalSample {
-                ids: (0..seq).map(|_| rng.random_range(1000..30000)).collect(),
+                ids: (0..seq).map(|_| rng.random_range(1000..30000.min(vocab as u32))).collect(),
                 prompt_len: 1,
                 reference: String::new(),
             })
@@ -347,7 +397,7 @@ fn child(args: &Args) -> Result<Value, Box<dyn std::error::Error>> {
         module_types: Some(2),
         seed: 0,
     };
-    let (mut allocator, _) = for_method_with::<Inner>(&config, &setup)?;
+    let (mut allocator, _) = for_method_with::<Inner<B>>(&config, &setup)?;
     adapters.set_masking(allocator.masking());
     let mut adam = AdamW::new(store.params.len(), 0.0);
     let trainable = adapters.live_params();
@@ -363,7 +413,8 @@ fn child(args: &Args) -> Result<Value, Box<dyn std::error::Error>> {
     let per_step = timed / args.steps.max(1) as f64;
     let round = if args.rounds { allocation_round(method, &work, &mut adapters, &mut store, &mut adam, seq, &device)? } else { None };
     Ok(json!({
-        "framework": "rankfit (burn ndarray)",
+        "framework": if args.device == ComputeDevice::Cpu { "rankfit (burn ndarray)" } else { "rankfit (burn cuda)" },
+        "device": args.device.to_string(),
         "model": model,
         "method": method,
         "batch": batch,
@@ -374,25 +425,26 @@ fn child(args: &Args) -> Result<Value, Box<dyn std::error::Error>> {
         "tokens_per_second": (batch * seq) as f64 / per_step,
         "trainable_params": trainable,
         "peak_rss_bytes": peak_memory_bytes(),
+        "gpu_memory_bytes": gpu_memory_bytes(args.device),
         "round": round,
     }))
 }
 
-fn train_step(
-    work: &Workload,
+fn train_step<B: AutodiffBackend>(
+    work: &Workload<B>,
     adapters: &mut Adapters,
-    store: &mut ParamStore<Inner>,
-    adam: &mut AdamW<Inner>,
-    allocator: &mut dyn RankAllocator<Inner>,
+    store: &mut ParamStore<Inner<B>>,
+    adam: &mut AdamW<Inner<B>>,
+    allocator: &mut dyn RankAllocator<Inner<B>>,
     step: u64,
-    device: &Device,
+    device: &Device<B>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let live = store.live::<B>();
     let mut loss = work.loss(&live, adapters, device);
     let mut orth = None;
     if allocator.orth_reg_weight() > 0.0 {
         if let Some(reg) = orthogonal_regularizer(adapters, &live) {
-            orth = Some(f64::from(reg.clone().into_scalar()));
+            orth = Some(reg.clone().into_scalar().elem::<f64>());
             loss = loss + reg * allocator.orth_reg_weight();
         }
     }
@@ -407,14 +459,14 @@ fn train_step(
 
 /// The cost of one allocation round of an adaptive method (MiniLM only: an ALoRA round on
 /// the decoder is thousands of full forward passes, see BENCHMARKS.md).
-fn allocation_round(
+fn allocation_round<B: AutodiffBackend>(
     method: &str,
-    work: &Workload,
+    work: &Workload<B>,
     adapters: &mut Adapters,
-    store: &mut ParamStore<Inner>,
-    adam: &mut AdamW<Inner>,
+    store: &mut ParamStore<Inner<B>>,
+    adam: &mut AdamW<Inner<B>>,
     seq: usize,
-    device: &Device,
+    device: &Device<B>,
 ) -> Result<Option<Value>, Box<dyn std::error::Error>> {
     let mut rng = StdRng::seed_from_u64(1);
     let t0 = Instant::now();
@@ -422,7 +474,7 @@ fn allocation_round(
         ("salientlora", _) => {
             let n = adapters.total_live();
             let window = 200;
-            let series = Tensor::<Inner, 2>::random([n, window], Distribution::Normal(0.0, 1.0), device);
+            let series = Tensor::<Inner<B>, 2>::random([n, window], Distribution::Normal(0.0, 1.0), device);
             let groups: Vec<usize> = adapters.list.iter().enumerate().flat_map(|(i, a)| std::iter::repeat_n(i, a.rank)).collect();
             let orth: Vec<f64> = (0..window).map(|t| 1.0 + t as f64 * 1e-3).collect();
             let t0 = Instant::now();
@@ -524,7 +576,7 @@ fn bench_ops(reps: usize) {
 }
 
 /// A named implementation of an op, for [`op_table`].
-type Variant<const D: usize> = (&'static str, fn(Tensor<B, D>) -> Tensor<B, D>);
+type Variant<const D: usize> = (&'static str, fn(Tensor<CpuBackend, D>) -> Tensor<CpuBackend, D>);
 
 /// One table of [`bench_ops`]: each variant's forward + backward of `sum(f(x) ⊙ upstream)`
 /// (`upstream` all ones when `None`).
@@ -537,7 +589,8 @@ fn op_table<const D: usize>(
     upstream: Option<&[f32]>,
     exact: &[f64],
 ) {
-    let dev = Device::default();
+    type B = CpuBackend;
+    let dev = Device::<B>::default();
     let upstream = upstream.map(|u| Tensor::<B, D>::from_data(TensorData::new(u.to_vec(), shape), &dev));
     let scale = exact.iter().fold(0f64, |m, v| m.max(v.abs()));
     println!("\n## {title}, {reps} repetitions\n");
