@@ -16,11 +16,13 @@
 #                      every adapter gradient (tolerances in tools/gpu/parity.py)
 #   4. train.json      a real training run of each of the five methods on the synthetic task,
 #      peft_load.json  and PEFT loading each export with matching logits
-#   5. bench_*.json    train_bench next to PyTorch + PEFT for both workloads (+ a larger batch
-#                      on the GPU): ratios, tokens/s, peak memory
-#   6. worker.json     `rankfit serve` + `rankfit worker` on the device's managed PostgreSQL:
+#   5. worker.json     `rankfit serve` + `rankfit worker` on the device's managed PostgreSQL:
 #                      a run uploaded, claimed, trained and finished (skipped, saying so,
 #                      when initdb is missing)
+#   6. bench_*.json    train_bench next to PyTorch + PEFT for both workloads (+ a larger batch
+#                      on the GPU): ratios, tokens/s, peak memory
+# Steps that would start after RANKFIT_CHECK_BUDGET_S seconds (default 420) are skipped and
+# reported as such, so the check fits one device call; the most important ones run first.
 #   summary.json       every step's status, seconds and results, and the bench table (with
 #                      an estimate of each side's share of the chip's f32 peak); the step
 #                      files go into details.tar.gz. Exit status 0 only if every step passed.
@@ -47,6 +49,9 @@ WORK="$(mktemp -d "${TMPDIR:-/tmp}/rankfit-gpu-check.XXXXXX")"
 LOG="$OUT/check.log"
 : >"$LOG"
 PY="${RANKFIT_PYTHON:-python3}"
+# Steps that would start after this many seconds are skipped (and reported), so that the
+# whole check ends inside one device call (10 minutes at most).
+BUDGET_S="${RANKFIT_CHECK_BUDGET_S:-420}"
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 STEPS_JSON="$WORK/steps.jsonl"
 : >"$STEPS_JSON"
@@ -58,6 +63,12 @@ log() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$LOG"; }
 step() {
   local name="$1"; shift
   local t0=$SECONDS status
+  if [ "$SECONDS" -ge "$BUDGET_S" ]; then
+    log "== $name: skipped (the check's ${BUDGET_S} s budget is spent)"
+    printf '{"step":"%s","status":-1,"seconds":0,"skipped":true}\n' "$name" >>"$STEPS_JSON"
+    FAILED=1
+    return 1
+  fi
   log "== $name"
   "$@" >>"$LOG" 2>&1
   status=$?
@@ -141,7 +152,7 @@ train_runs() {
   "$PY" - "$OUT/train.json" <<'PY' || return 1
 import json, sys
 runs = json.load(open(sys.argv[1]))["runs"]
-bad = [r["method"] for r in runs if not r["within_budget"] or r["steps"] == 0 or not (r["last_loss"] < r["first_loss"])]
+bad = [r["method"] for r in runs if not r["within_budget"] or r["steps"] == 0 or not (r["loss_tail"] < r["loss_head"])]
 assert len(runs) == 5 and not bad, f"runs that trained no steps, did not lower the loss or ended over budget: {bad}"
 PY
   local tol=1e-4 status=0 m
@@ -159,26 +170,7 @@ PY
 }
 step train train_runs
 
-# --- 5. speed next to PyTorch + PEFT ------------------------------------------------------
-bench() {
-  local name="$1" model="$2"; shift 2
-  RANKFIT_PYTHON="$PY" "$BIN/train_bench" --device "$DEVICE" --model "$model" --checkpoint "$CK/$model" --peft \
-    --json "$OUT/bench_$name.json" "$@"
-}
-if [ "$TINY" = 1 ]; then
-  step bench_minilm bench minilm minilm --small --methods lora,adalora
-  step bench_smollm2 bench smollm2 smollm2 --small --methods lora,adalora
-else
-  step bench_minilm bench minilm minilm --steps 5
-  step bench_smollm2 bench smollm2 smollm2 --steps 5
-  if [ "$DEVICE" = cuda ]; then
-    # Batches that fill an H200 better than the CPU-sized defaults.
-    step bench_minilm_b256 bench minilm_b256 minilm --steps 5 --batch 256 --methods lora,adalora
-    step bench_smollm2_b32 bench smollm2_b32 smollm2 --steps 5 --batch 32 --methods lora,adalora
-  fi
-fi
-
-# --- 6. a worker claims a run from PostgreSQL on this machine -----------------------------
+# --- 5. a worker claims a run from PostgreSQL on this machine -----------------------------
 worker_claim() {
   if ! command -v initdb >/dev/null 2>&1 && ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
     echo '{"skipped": "initdb is not installed on this machine: no managed PostgreSQL, so no worker check"}' >"$OUT/worker.json"
@@ -246,6 +238,25 @@ PY
   return $status
 }
 step worker worker_claim
+
+# --- 6. speed next to PyTorch + PEFT ------------------------------------------------------
+bench() {
+  local name="$1" model="$2"; shift 2
+  RANKFIT_PYTHON="$PY" "$BIN/train_bench" --device "$DEVICE" --model "$model" --checkpoint "$CK/$model" --peft \
+    --json "$OUT/bench_$name.json" "$@"
+}
+if [ "$TINY" = 1 ]; then
+  step bench_minilm bench minilm minilm --small --methods lora,adalora
+  step bench_smollm2 bench smollm2 smollm2 --small --methods lora,adalora
+else
+  step bench_minilm bench minilm minilm --steps 5
+  step bench_smollm2 bench smollm2 smollm2 --steps 5 --methods lora,adalora
+  if [ "$DEVICE" = cuda ]; then
+    # Batches that fill an H200 better than the CPU-sized defaults.
+    step bench_minilm_b256 bench minilm_b256 minilm --steps 5 --batch 256 --methods lora,adalora
+    step bench_smollm2_b32 bench smollm2_b32 smollm2 --steps 5 --batch 32 --methods lora,adalora
+  fi
+fi
 
 # --- summary ------------------------------------------------------------------------------
 # The device machine returns at most 8 files: one summary (every step's result and the bench

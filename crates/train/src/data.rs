@@ -80,9 +80,9 @@ pub fn prepare(ds: &ParsedDataset, tok: &BertTokenizer, max_len: usize) -> Resul
     Ok(Prepared { task, train, validation, test })
 }
 
-/// A small synthetic classification task for smoke runs, device checks and tests: 320 short
-/// reviews, 256 train and 64 validation, labelled by the adjective's polarity (learnable in a
-/// few dozen steps).
+/// A small synthetic classification task for smoke runs, device checks and tests: 160 short
+/// reviews, 128 train and 32 validation, half of each positive, labelled by the adjective's
+/// polarity (learnable in a few dozen steps).
 pub fn synthetic_sentiment() -> ParsedDataset {
     let good = ["wonderful", "great", "excellent", "delightful", "superb", "lovely", "fantastic", "charming"];
     let bad = ["terrible", "awful", "boring", "dreadful", "horrible", "disappointing", "poor", "annoying"];
@@ -93,7 +93,7 @@ pub fn synthetic_sentiment() -> ParsedDataset {
     for n in nouns {
         for (k, f) in frames.iter().enumerate() {
             for j in 0..4 {
-                let positive = (i + j).is_multiple_of(2);
+                let positive = j % 2 == 0;
                 let adj = if positive { good[(i + j + k) % 8] } else { bad[(i * 3 + j + k) % 8] };
                 let split = if i % 5 == 4 { Split::Validation } else { Split::Train };
                 examples.push(Example {
@@ -111,5 +111,20 @@ pub fn synthetic_sentiment() -> ParsedDataset {
         examples,
         label_set: vec!["negative".into(), "positive".into()],
         report: rankfit_domain::dataset::ValidationReport::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_synthetic_task_has_both_labels_in_every_split() {
+        use rankfit_domain::dataset::{Split, Target};
+        let d = super::synthetic_sentiment();
+        for split in [Split::Train, Split::Validation] {
+            let labels: Vec<_> = d.split(split).map(|e| matches!(&e.target, Target::Class(c) if c == "positive")).collect();
+            let positive = labels.iter().filter(|&&p| p).count();
+            assert_eq!(positive * 2, labels.len(), "{split:?}: {positive} of {} positive", labels.len());
+        }
+        assert_eq!(d.examples.len(), 160);
     }
 }

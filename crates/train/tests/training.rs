@@ -42,6 +42,15 @@ fn job(method: MethodConfig, work_dir: &Path, max_steps: u64) -> TrainJob {
     }
 }
 
+/// burn's CPU backend draws dropout masks from one process-wide generator that each run
+/// seeds per step (`B::seed`): two runs training at the same time in one process (parallel
+/// test threads) interleave their draws, and runs that must reproduce each other (resume vs
+/// uninterrupted) stop being comparable. The tests of this file train one at a time.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn train_losses(events: &[TrainEvent]) -> Vec<f64> {
     events
         .iter()
@@ -80,6 +89,7 @@ fn accuracy(logits: &[f32]) -> f64 {
 
 #[test]
 fn lora_learns_and_its_export_reloads() {
+    let _serial = serial();
     minilm();
     let dir = tempfile::tempdir().unwrap();
     let mut events = Vec::new();
@@ -165,6 +175,7 @@ fn lora_learns_and_its_export_reloads() {
 
 #[test]
 fn adalora_keeps_to_the_budget_schedule() {
+    let _serial = serial();
     minilm();
     let dir = tempfile::tempdir().unwrap();
     let total = 40;
@@ -215,6 +226,7 @@ fn adalora_keeps_to_the_budget_schedule() {
 
 #[test]
 fn cancel_then_resume_from_checkpoint() {
+    let _serial = serial();
     minilm();
     let dir = tempfile::tempdir().unwrap();
     let mut j = job(MethodConfig::Lora, dir.path(), 12);
@@ -277,6 +289,7 @@ fn export_reloads(out: &rankfit_train::TrainOutput, peft_type: &str) -> serde_js
 
 #[test]
 fn salientlora_reaches_exactly_its_target_and_exports_as_adalora() {
+    let _serial = serial();
     minilm();
     let dir = tempfile::tempdir().unwrap();
     let total = 40;
@@ -309,6 +322,7 @@ fn salientlora_reaches_exactly_its_target_and_exports_as_adalora() {
 
 #[test]
 fn rolora_never_exceeds_its_budget_and_moves_ranks() {
+    let _serial = serial();
     minilm();
     let dir = tempfile::tempdir().unwrap();
     let total = 40;
@@ -337,6 +351,7 @@ fn rolora_never_exceeds_its_budget_and_moves_ranks() {
 
 #[test]
 fn alora_keeps_the_budget_through_rounds_and_exports_per_module_ranks() {
+    let _serial = serial();
     minilm();
     let dir = tempfile::tempdir().unwrap();
     let total = 40;
@@ -371,6 +386,7 @@ fn alora_keeps_the_budget_through_rounds_and_exports_per_module_ranks() {
 
 #[test]
 fn rolora_resumes_from_a_checkpoint_taken_after_adapters_were_resized() {
+    let _serial = serial();
     minilm();
     let dir = tempfile::tempdir().unwrap();
     let cfg = RoLoraConfig { final_ratio: 0.25, delta_t: Some(1), ..Default::default() };

@@ -18,8 +18,9 @@
 //! - `train`: each method's real training run (`rankfit_train::train_on`, the worker's entry
 //!   point) on the synthetic sentiment task over the random MiniLM; writes `<method>/`
 //!   with the PEFT export (`adapter_peft/`, `adapter_merged/`) and `rust_logits.json` (the
-//!   reloaded export's validation logits, computed on the device), and a `train.json`
-//!   summary (steps, seconds, losses, validation metrics, live ranks within the budget).
+//!   reloaded export's validation logits, computed on the device), and prints a summary
+//!   (steps, seconds, mean loss of the first and last quarter, validation metrics, the final
+//!   live rank against the budget).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -89,7 +90,9 @@ fn parse_args() -> Result<Args, String> {
         match flag.as_str() {
             "--checkpoints" => a.checkpoints = value()?.into(),
             "--out" => a.out = value()?.into(),
-            "--device" => a.device = value()?.parse::<ComputeDevice>().map_err(|e| e.to_string())?.check_available().map_err(|e| e.to_string())?,
+            "--device" => {
+                a.device = value()?.parse::<ComputeDevice>().map_err(|e| e.to_string())?.check_available().map_err(|e| e.to_string())?
+            }
             "--batch" => a.batch = number(value()?)?,
             "--seq" => a.seq = number(value()?)?,
             "--steps" => a.steps = number(value()?)? as u64,
@@ -387,8 +390,9 @@ fn train_all<B: AutodiffBackend>(args: &Args, device: &Device<B>) -> Result<Valu
             "method": method,
             "steps": losses.len(),
             "seconds": seconds,
-            "first_loss": losses.first(),
-            "last_loss": losses.last(),
+            // Mean training loss over the first and the last quarter of the steps.
+            "loss_head": mean(&losses[..losses.len().div_ceil(4)]),
+            "loss_tail": mean(&losses[losses.len() - losses.len().div_ceil(4)..]),
             "validation": out.evaluations.iter().find(|(s, _)| s == "validation").map(|(_, m)| m.clone()),
             "final_live_rank": last.map(|r| r.0),
             "final_budget": last.map(|r| r.1),
@@ -399,6 +403,10 @@ fn train_all<B: AutodiffBackend>(args: &Args, device: &Device<B>) -> Result<Valu
     Ok(json!({ "device": args.device.to_string(), "runs": runs }))
 }
 
+fn mean(v: &[f64]) -> Option<f64> {
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
 /// The random MiniLM laid out as the assets directory a training job reads.
 fn minilm_assets(checkpoint: &Path, assets: &Path) -> Result<MiniLmFiles, Error> {
     let dir = assets.join("models/all-minilm-l6-v2");
@@ -406,7 +414,9 @@ fn minilm_assets(checkpoint: &Path, assets: &Path) -> Result<MiniLmFiles, Error>
     for f in ["config.json", "model.safetensors", "tokenizer.json"] {
         let (from, to) = (checkpoint.join(f), dir.join(f));
         if !to.exists() {
-            std::fs::hard_link(&from, &to).or_else(|_| std::fs::copy(&from, &to).map(|_| ())).map_err(|e| format!("{}: {e}", from.display()))?;
+            std::fs::hard_link(&from, &to)
+                .or_else(|_| std::fs::copy(&from, &to).map(|_| ()))
+                .map_err(|e| format!("{}: {e}", from.display()))?;
         }
     }
     Ok(MiniLmFiles { config: dir.join("config.json"), weights: dir.join("model.safetensors"), tokenizer: dir.join("tokenizer.json") })

@@ -54,6 +54,7 @@ use rankfit_train::assets::{default_assets_dir, ensure_minilm, MiniLmFiles};
 use rankfit_train::causal::answer_nll;
 use rankfit_train::causal::data::{CausalBatch, CausalSample};
 use rankfit_train::data::{HeadTask, Sample};
+use rankfit_train::device::ComputeDevice;
 use rankfit_train::fit::peak_memory_bytes;
 use rankfit_train::model::bert::{Bert, HeadParams, Inputs};
 use rankfit_train::model::head::init_head;
@@ -64,7 +65,6 @@ use rankfit_train::params::{collect_grads, AdamW, ParamStore};
 use rankfit_train::step::{after_backward, Trainable};
 use rankfit_train::tokenize::{Batch, Encoded};
 use rankfit_train::trainer::BertOracle;
-use rankfit_train::device::ComputeDevice;
 use rankfit_train::CpuBackend;
 use serde_json::{json, Value};
 
@@ -147,7 +147,9 @@ fn parse_args() -> Result<Args, String> {
             "--json" => a.json = Some(value()?),
             "--child" => a.child = true,
             "--ops" => a.ops = true,
-            "--device" => a.device = value()?.parse::<ComputeDevice>().map_err(|e| e.to_string())?.check_available().map_err(|e| e.to_string())?,
+            "--device" => {
+                a.device = value()?.parse::<ComputeDevice>().map_err(|e| e.to_string())?.check_available().map_err(|e| e.to_string())?
+            }
             "--checkpoint" => a.checkpoint = Some(value()?),
             "--small" => (a.steps, a.batch, a.seq) = (2, Some(8), Some(32)),
             other => return Err(format!("unknown option {other:?} (see the doc comment of train_bench.rs)")),
@@ -172,9 +174,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let result = match args.device {
             ComputeDevice::Cpu => child::<CpuBackend>(&args, Default::default())?,
             #[cfg(feature = "cuda")]
-            ComputeDevice::Cuda(index) => {
-                child::<rankfit_train::device::CudaBackend>(&args, burn::backend::cuda::CudaDevice { index })?
-            }
+            ComputeDevice::Cuda(index) => child::<rankfit_train::device::CudaBackend>(&args, burn::backend::cuda::CudaDevice { index })?,
             #[cfg(not(feature = "cuda"))]
             ComputeDevice::Cuda(_) => unreachable!("--device was checked against the build's features"),
         };
@@ -325,7 +325,7 @@ fn print_rounds(rows: &[(String, Value, Option<Value>)]) {
 /// What differs between the two workloads: how a batch's loss is computed.
 enum Workload<B: AutodiffBackend> {
     Bert { bert: Box<Bert<B>>, head: HeadParams, inputs: Inputs<B>, onehot: Tensor<B, 2> },
-    Llama { model: Llama<B>, batch: CausalBatch },
+    Llama { model: Box<Llama<B>>, batch: CausalBatch },
 }
 
 impl<B: AutodiffBackend> Workload<B> {
@@ -358,7 +358,11 @@ fn child<B: AutodiffBackend>(args: &Args, device: Device<B>) -> Result<Value, Bo
         let files = match &args.checkpoint {
             Some(dir) => {
                 let dir = std::path::Path::new(dir);
-                MiniLmFiles { config: dir.join("config.json"), weights: dir.join("model.safetensors"), tokenizer: dir.join("tokenizer.json") }
+                MiniLmFiles {
+                    config: dir.join("config.json"),
+                    weights: dir.join("model.safetensors"),
+                    tokenizer: dir.join("tokenizer.json"),
+                }
             }
             None => ensure_minilm(&default_assets_dir())?,
         };
@@ -386,7 +390,7 @@ fn child<B: AutodiffBackend>(args: &Args, device: Device<B>) -> Result<Value, Bo
             })
             .collect();
         let refs: Vec<&CausalSample> = samples.iter().collect();
-        (Workload::Llama { batch: CausalBatch::new(&refs, 0), model: llama }, adapters)
+        (Workload::Llama { batch: CausalBatch::new(&refs, 0), model: Box::new(llama) }, adapters)
     };
     let setup = AllocatorSetup {
         total: 1000,
