@@ -45,6 +45,8 @@ for a in "$@"; do
 done
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
+# Binaries built elsewhere find the checkout's files (tools/, static/) from its root.
+cd "$ROOT"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/rankfit-gpu-check.XXXXXX")"
 LOG="$OUT/check.log"
 : >"$LOG"

@@ -240,7 +240,10 @@ fn run_child(args: &Args, model: &str, method: &str, batch: usize, seq: usize) -
 
 fn run_peft(args: &Args, model: &str, method: &str, batch: usize, seq: usize, threads: usize) -> Result<Value, Box<dyn std::error::Error>> {
     let python = std::env::var("RANKFIT_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tools/reference/bench_peft.py");
+    // The checkout this binary was built from, or (a binary carried to another machine) the
+    // checkout it runs in.
+    let built = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tools/reference/bench_peft.py");
+    let script = if std::path::Path::new(built).is_file() { built } else { "tools/reference/bench_peft.py" };
     let mut cmd = Command::new(python);
     cmd.args([script, "--model-kind", model, "--method", method]);
     for (flag, v) in [("--batch", batch), ("--seq", seq), ("--steps", args.steps), ("--threads", threads)] {
