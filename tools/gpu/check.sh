@@ -186,8 +186,9 @@ worker_claim() {
   unset DATABASE_URL RANKFIT_ARTIFACTS
   "$BIN/rankfit" serve --addr "127.0.0.1:$port" >"$WORK/serve.log" 2>&1 &
   serve_pid=$!
+  # (python rather than curl: the GPU machine may not have curl)
   for _ in $(seq 1 240); do
-    curl -fsS "$RANKFIT_URL/healthz" >/dev/null 2>&1 && break
+    "$PY" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "$RANKFIT_URL/healthz" >/dev/null 2>&1 && break
     kill -0 "$serve_pid" 2>/dev/null || break
     sleep 0.5
   done
