@@ -32,10 +32,16 @@ impl ComputeDevice {
         }
     }
 
-    /// Whether this build can train on the device.
+    /// Whether this build can train on the device, and the machine shows an NVIDIA driver:
+    /// without one the CUDA runtime fails later inside its own start-up thread, with a panic
+    /// that names neither the device nor the setting. (Which GPUs exist is the runtime's to
+    /// say: containers and CUDA_VISIBLE_DEVICES renumber them.)
     pub fn check_available(self) -> Result<Self, TrainError> {
         match self {
             Self::Cuda(_) if !cfg!(feature = "cuda") => Err(self.unavailable()),
+            Self::Cuda(_) if !nvidia_driver_visible() => Err(TrainError::Config(format!(
+                "{DEVICE_ENV}={self}: no NVIDIA driver is visible on this machine (neither /dev/nvidiactl nor /dev/dxg exists); check `nvidia-smi`, or use {DEVICE_ENV}=cpu"
+            ))),
             _ => Ok(self),
         }
     }
@@ -45,6 +51,11 @@ impl ComputeDevice {
             "{DEVICE_ENV}={self} needs a build with the `cuda` feature (cargo build --release -p rankfit-cli --features cuda)"
         ))
     }
+}
+
+/// The NVIDIA driver's control node (Linux) or the WSL GPU node.
+fn nvidia_driver_visible() -> bool {
+    ["/dev/nvidiactl", "/dev/dxg"].iter().any(|p| std::path::Path::new(p).exists())
 }
 
 impl FromStr for ComputeDevice {
@@ -93,6 +104,9 @@ mod tests {
     fn cuda_needs_the_feature() {
         assert_eq!(ComputeDevice::Cpu.check_available().unwrap(), ComputeDevice::Cpu);
         let gpu = ComputeDevice::Cuda(0).check_available();
-        assert_eq!(gpu.is_ok(), cfg!(feature = "cuda"), "{gpu:?}");
+        assert_eq!(gpu.is_ok(), cfg!(feature = "cuda") && nvidia_driver_visible(), "{gpu:?}");
+        if cfg!(feature = "cuda") && !nvidia_driver_visible() {
+            assert!(gpu.unwrap_err().to_string().contains("no NVIDIA driver is visible"));
+        }
     }
 }
