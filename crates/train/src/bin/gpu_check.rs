@@ -33,7 +33,7 @@ use burn::tensor::{ElementConversion, Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rankfit_domain::dataset::Split;
-use rankfit_domain::run::{ALoraConfig, AdaLoraConfig, MethodConfig, RoLoraConfig, RunConfig, SalientLoraConfig, TrainingConfig};
+use rankfit_domain::run::{AdaLoraConfig, Method, MethodConfig, RunConfig, TrainingConfig};
 use rankfit_train::adapters::llama::LlamaHook;
 use rankfit_train::adapters::{AdapterKind, AdapterSpec, Adapters};
 use rankfit_train::allocator::AdaLoraSchedule;
@@ -317,14 +317,7 @@ fn parity_smollm2<B: AutodiffBackend>(args: &Args, method: &str, device: &Device
 }
 
 fn method_config(name: &str) -> Result<MethodConfig, Error> {
-    Ok(match name {
-        "lora" => MethodConfig::Lora,
-        "adalora" => MethodConfig::AdaLora(AdaLoraConfig::default()),
-        "salientlora" => MethodConfig::SalientLora(SalientLoraConfig::default()),
-        "alora" => MethodConfig::ALora(ALoraConfig::default()),
-        "rolora" => MethodConfig::RoLora(RoLoraConfig::default()),
-        other => return Err(format!("unknown method {other:?}").into()),
-    })
+    Method::parse(name).map(MethodConfig::default_for).ok_or_else(|| format!("unknown method {name:?}").into())
 }
 
 /// Every method's real training run on the device, its export and the export's logits.
