@@ -12,8 +12,8 @@ files:
 writes OUT_DIR/minilm/ (BertModel: config.json, model.safetensors, and tokenizer.json when
 given, which training needs) and OUT_DIR/smollm2/ (LlamaForCausalLM, tied embeddings).
 --tiny keeps 2 layers of each (and a 4,096-token decoder vocabulary): the CPU rehearsal's size.
-Also lays out OUT_DIR/assets/models/all-minilm-l6-v2 so that `RANKFIT_ASSETS_DIR=OUT_DIR/assets`
-trains on the random MiniLM. Prints a JSON summary.
+(`gpu_check train` lays the MiniLM directory out as the assets folder a training job reads.)
+Prints a JSON summary.
 """
 import argparse
 import json
@@ -49,11 +49,6 @@ def main():
         summary[name] = {"dir": out, "parameters": sum(p.numel() for p in model.parameters()), "layers": cfg.num_hidden_layers}
     if args.tokenizer:
         shutil.copy(args.tokenizer, os.path.join(args.out, "minilm", "tokenizer.json"))
-        assets = os.path.join(args.out, "assets", "models", "all-minilm-l6-v2")
-        os.makedirs(assets, exist_ok=True)
-        for f in ["config.json", "model.safetensors", "tokenizer.json"]:
-            shutil.copy(os.path.join(args.out, "minilm", f), os.path.join(assets, f))
-        summary["assets_dir"] = os.path.join(args.out, "assets")
     print(json.dumps(summary))
 
 

@@ -54,6 +54,14 @@ pub struct MiniLmFiles {
     pub tokenizer: PathBuf,
 }
 
+impl MiniLmFiles {
+    /// The files of an HF checkpoint directory (`config.json`, `model.safetensors`,
+    /// `tokenizer.json`), whether or not they exist.
+    pub fn in_dir(dir: &Path) -> Self {
+        Self { config: dir.join("config.json"), weights: dir.join("model.safetensors"), tokenizer: dir.join("tokenizer.json") }
+    }
+}
+
 /// `$RANKFIT_ASSETS_DIR`, or `./rankfit-data/assets`.
 pub fn default_assets_dir() -> PathBuf {
     std::env::var_os(ASSETS_ENV).map(PathBuf::from).unwrap_or_else(|| PathBuf::from("rankfit-data/assets"))
@@ -69,8 +77,7 @@ pub fn workspace_assets_dir(manifest_dir: &str) -> PathBuf {
 /// Finds the extracted MiniLM files under `assets_dir`.
 pub fn locate_minilm(assets_dir: &Path) -> Result<MiniLmFiles, TrainError> {
     let dir = assets_dir.join(MINILM_DIR);
-    let files =
-        MiniLmFiles { config: dir.join("config.json"), weights: dir.join("model.safetensors"), tokenizer: dir.join("tokenizer.json") };
+    let files = MiniLmFiles::in_dir(&dir);
     for p in [&files.config, &files.weights, &files.tokenizer] {
         if !p.is_file() {
             return Err(TrainError::AssetMissing(format!(

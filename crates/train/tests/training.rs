@@ -117,11 +117,7 @@ fn lora_learns_and_its_export_reloads() {
     // The merged model gives the same logits as base + adapter.
     let merged = &out.artifacts[1].1;
     let dev = Default::default();
-    let files = rankfit_train::assets::MiniLmFiles {
-        config: merged.join("config.json"),
-        weights: merged.join("model.safetensors"),
-        tokenizer: merged.join("tokenizer.json"),
-    };
+    let files = rankfit_train::assets::MiniLmFiles::in_dir(merged);
     let (bert, tok) = load_minilm::<B>(&files, &dev).unwrap();
     let (tensors, _) = rankfit_train::model::weights::read_safetensors(&merged.join("model.safetensors")).unwrap();
     let mut store = rankfit_train::params::ParamStore::<B>::new();

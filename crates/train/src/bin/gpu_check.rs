@@ -37,7 +37,7 @@ use rankfit_domain::run::{AdaLoraConfig, Method, MethodConfig, RunConfig, Traini
 use rankfit_train::adapters::llama::LlamaHook;
 use rankfit_train::adapters::{AdapterKind, AdapterSpec, Adapters};
 use rankfit_train::allocator::AdaLoraSchedule;
-use rankfit_train::assets::MiniLmFiles;
+use rankfit_train::assets::{locate_minilm, MiniLmFiles};
 use rankfit_train::causal::answer_nll;
 use rankfit_train::causal::data::{CausalBatch, CausalSample};
 use rankfit_train::data::{prepare, synthetic_sentiment};
@@ -325,6 +325,11 @@ fn train_all<B: AutodiffBackend>(args: &Args, device: &Device<B>) -> Result<Valu
     let assets = args.out.join("assets");
     let files = minilm_assets(&args.checkpoints.join("minilm"), &assets)?;
     let dataset = synthetic_sentiment();
+    // The base model every export is reloaded onto.
+    let (bert, tok) = load_minilm::<B>(&files, device)?;
+    let data = prepare(&dataset, &tok, args.seq)?;
+    let validation = Inputs::new(&collate(&data.validation.iter().map(|s| &s.enc).collect::<Vec<_>>(), tok.pad_id()), device);
+    let texts: Vec<String> = dataset.split(Split::Validation).map(|e| e.text_a.clone()).collect();
     let mut runs = Vec::new();
     for method in &args.methods {
         let work_dir = args.out.join(method);
@@ -369,13 +374,9 @@ fn train_all<B: AutodiffBackend>(args: &Args, device: &Device<B>) -> Result<Valu
         let peft_dir = out.artifacts.first().map(|(_, dir)| dir.clone()).ok_or_else(|| format!("{method}: the run exported nothing"))?;
         let export = peft_dir.parent().map(Path::to_path_buf).unwrap_or_else(|| work_dir.clone());
         // The reloaded export's validation logits, on the device: what PEFT must reproduce.
-        let (bert, tok) = load_minilm::<B>(&files, device)?;
         let loaded = load_peft::<B>(&peft_dir, &bert, device)?;
-        let data = prepare(&dataset, &tok, args.seq)?;
-        let batch = collate(&data.validation.iter().map(|s| &s.enc).collect::<Vec<_>>(), tok.pad_id());
-        let logits = bert.logits(&Inputs::new(&batch, device), &loaded.store.values(), &loaded.head, &loaded.adapters, false);
+        let logits = bert.logits(&validation, &loaded.store.values(), &loaded.head, &loaded.adapters, false);
         let logits = logits.into_data().convert::<f32>().to_vec::<f32>().map_err(|e| format!("{e:?}"))?;
-        let texts: Vec<String> = dataset.split(Split::Validation).map(|e| e.text_a.clone()).collect();
         let rust_logits = json!({ "texts": texts, "max_len": args.seq, "adapter_peft": logits });
         std::fs::write(export.join("rust_logits.json"), serde_json::to_vec(&rust_logits)?)?;
         let last = ranks.last().copied();
@@ -412,5 +413,5 @@ fn minilm_assets(checkpoint: &Path, assets: &Path) -> Result<MiniLmFiles, Error>
                 .map_err(|e| format!("{}: {e}", from.display()))?;
         }
     }
-    Ok(MiniLmFiles { config: dir.join("config.json"), weights: dir.join("model.safetensors"), tokenizer: dir.join("tokenizer.json") })
+    Ok(locate_minilm(assets)?)
 }

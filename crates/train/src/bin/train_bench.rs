@@ -359,14 +359,7 @@ fn child<B: AutodiffBackend>(args: &Args, device: Device<B>) -> Result<Value, Bo
     let spec = AdapterSpec { kind: AdapterKind::for_method(&config), rank: init_r, alpha: 16.0, dropout: 0.0 };
     let (work, mut adapters) = if model == "minilm" {
         let files = match &args.checkpoint {
-            Some(dir) => {
-                let dir = std::path::Path::new(dir);
-                MiniLmFiles {
-                    config: dir.join("config.json"),
-                    weights: dir.join("model.safetensors"),
-                    tokenizer: dir.join("tokenizer.json"),
-                }
-            }
+            Some(dir) => MiniLmFiles::in_dir(std::path::Path::new(dir)),
             None => ensure_minilm(&default_assets_dir())?,
         };
         let (bert, _) = load_minilm::<B>(&files, &device)?;
