@@ -168,7 +168,10 @@ pub fn train_on(
     cancel: &AtomicBool,
 ) -> Result<TrainOutput, TrainError> {
     let mut out = match device {
-        device::ComputeDevice::Cpu => train_with::<CpuBackend>(job, on_event, cancel, Default::default()),
+        device::ComputeDevice::Cpu => {
+            device::keep_freed_memory();
+            train_with::<CpuBackend>(job, on_event, cancel, Default::default())
+        }
         #[cfg(feature = "cuda")]
         device::ComputeDevice::Cuda(index) => {
             train_with::<device::CudaBackend>(job, on_event, cancel, burn::backend::cuda::CudaDevice { index })

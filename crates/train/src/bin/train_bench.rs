@@ -19,6 +19,8 @@
 //!                                (config.json + model.safetensors; MiniLM also needs
 //!                                tokenizer.json) instead of the shipped assets, e.g. the
 //!                                random-initialised ones of tools/gpu/make_checkpoints.py
+//!   --default-malloc             leave glibc's allocator at its defaults (the baseline of
+//!                                `device::keep_freed_memory`, which training uses)
 //!   --ops                        instead: time single ops forward + backward on the MiniLM
 //!                                workload's shapes (GELU: burn's op, the fused exact op,
 //!                                the exact form from tensor ops; softmax: burn's op, the
@@ -112,6 +114,8 @@ struct Args {
     ops: bool,
     device: ComputeDevice,
     checkpoint: Option<String>,
+    /// Leave glibc's allocator at its defaults (the baseline of `device::keep_freed_memory`).
+    default_malloc: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -128,6 +132,7 @@ fn parse_args() -> Result<Args, String> {
         ops: false,
         device: ComputeDevice::Cpu,
         checkpoint: None,
+        default_malloc: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -151,6 +156,7 @@ fn parse_args() -> Result<Args, String> {
                 a.device = value()?.parse::<ComputeDevice>().map_err(|e| e.to_string())?.check_available().map_err(|e| e.to_string())?
             }
             "--checkpoint" => a.checkpoint = Some(value()?),
+            "--default-malloc" => a.default_malloc = true,
             "--small" => (a.steps, a.batch, a.seq) = (2, Some(8), Some(32)),
             other => return Err(format!("unknown option {other:?} (see the doc comment of train_bench.rs)")),
         }
@@ -171,6 +177,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
     if args.child {
+        if !args.default_malloc {
+            rankfit_train::device::keep_freed_memory();
+        }
         let result = match args.device {
             ComputeDevice::Cpu => child::<CpuBackend>(&args, Default::default())?,
             #[cfg(feature = "cuda")]
@@ -234,6 +243,9 @@ fn run_child(args: &Args, model: &str, method: &str, batch: usize, seq: usize) -
     }
     if let Some(dir) = &args.checkpoint {
         cmd.args(["--checkpoint", dir]);
+    }
+    if args.default_malloc {
+        cmd.arg("--default-malloc");
     }
     last_json_line(cmd.output()?, &format!("train_bench child {model}/{method}"))
 }
