@@ -69,24 +69,94 @@ pub fn softmax<B: Backend, const D: usize>(x: Tensor<B, D>, dim: usize) -> Tenso
 /// `dx = (γg − mean(γg) − x̂ · mean(γg ⊙ x̂)) / σ` in one pass per row backward; otherwise
 /// burn's ops ([`layer_norm_from_ops`]).
 pub fn layer_norm<B: Backend, const D: usize>(x: Tensor<B, D>, gamma: &Tensor<B, 1>, beta: &Tensor<B, 1>, eps: f64) -> Tensor<B, D> {
-    let on_cpu = TypeId::of::<B>() == TypeId::of::<Autodiff<NdArray<f32>>>() || TypeId::of::<B>() == TypeId::of::<NdArray<f32>>();
-    if !on_cpu || gamma.is_require_grad() || beta.is_require_grad() {
+    if gamma.is_require_grad() || beta.is_require_grad() {
         return layer_norm_from_ops(x, gamma, beta, eps);
     }
-    let host = |t: &Tensor<B, 1>| -> Arc<[f32]> { t.to_data().convert::<f32>().to_vec::<f32>().expect("f32 data").into() };
-    let op = LayerNorm { gamma: host(gamma), beta: host(beta), eps: eps as f32 };
+    let op = || RowNorm { gamma: host_vector(gamma), beta: Some(host_vector(beta)), eps: eps as f32, centered: true };
+    row_norm(x, op, |x| layer_norm_from_ops(x, gamma, beta, eps))
+}
+
+/// RMSNorm over the last dimension (transformers' `LlamaRMSNorm`: `w ⊙ x / √(mean(x²) + ε)`).
+/// On the CPU backend with `w` frozen, one op like [`layer_norm`]: `x̂ = x / rms` and
+/// `1/rms` saved, `dx = (wg − x̂ · mean(wg ⊙ x̂)) / rms` in one pass per row; otherwise
+/// burn's ops ([`rms_norm_from_ops`]).
+pub fn rms_norm<B: Backend, const D: usize>(x: Tensor<B, D>, weight: &Tensor<B, 1>, eps: f64) -> Tensor<B, D> {
+    if weight.is_require_grad() {
+        return rms_norm_from_ops(x, weight, eps);
+    }
+    let op = || RowNorm { gamma: host_vector(weight), beta: None, eps: eps as f32, centered: false };
+    row_norm(x, op, |x| rms_norm_from_ops(x, weight, eps))
+}
+
+/// RMSNorm from burn's tensor ops.
+pub fn rms_norm_from_ops<B: Backend, const D: usize>(x: Tensor<B, D>, weight: &Tensor<B, 1>, eps: f64) -> Tensor<B, D> {
+    let last = D - 1;
+    let var = x.clone().square().mean_dim(last);
+    let normed = x / (var + eps).sqrt();
+    let mut shape = [1usize; D];
+    shape[last] = weight.dims()[0];
+    normed * weight.clone().reshape(shape)
+}
+
+fn host_vector<B: Backend>(t: &Tensor<B, 1>) -> Arc<[f32]> {
+    t.to_data().convert::<f32>().to_vec::<f32>().expect("f32 data").into()
+}
+
+/// A frozen row norm on the CPU backend's f32 tensors (with or without autodiff), `fallback`
+/// on anything else.
+fn row_norm<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    op: impl FnOnce() -> RowNorm,
+    fallback: impl FnOnce(Tensor<B, D>) -> Tensor<B, D>,
+) -> Tensor<B, D> {
+    let on_cpu = TypeId::of::<B>() == TypeId::of::<Autodiff<NdArray<f32>>>() || TypeId::of::<B>() == TypeId::of::<NdArray<f32>>();
+    if !on_cpu {
+        return fallback(x);
+    }
     let primitive: Box<dyn Any> = Box::new(x.into_primitive().tensor());
     let primitive = match primitive.downcast::<FloatTensor<Autodiff<NdArray<f32>>>>() {
-        Ok(x) if host::is_f32(&x.primitive) => return backend_tensor(Box::new(op.tracked(*x))),
+        Ok(x) if host::is_f32(&x.primitive) => return backend_tensor(Box::new(op().tracked(*x))),
         Ok(x) => x as Box<dyn Any>,
         Err(p) => p,
     };
     let primitive = match primitive.downcast::<FloatTensor<NdArray<f32>>>() {
-        Ok(x) if host::is_f32(&x) => return backend_tensor(Box::new(host::layer_norm_rows(&x, &op.gamma, &op.beta, op.eps).0)),
+        Ok(x) if host::is_f32(&x) => return backend_tensor(Box::new(op().rows(&x).0)),
         Ok(x) => x as Box<dyn Any>,
         Err(p) => p,
     };
-    layer_norm_from_ops(backend_tensor(primitive), gamma, beta, eps)
+    fallback(backend_tensor(primitive))
+}
+
+/// SwiGLU's product `silu(gate) ⊙ up` (Llama's MLP). On the CPU backend one op: one pass
+/// forward, and one pass backward giving both gradients,
+/// `∂gate = g ⊙ up ⊙ σ(gate)(1 + gate(1 − σ(gate)))`, `∂up = g ⊙ silu(gate)`; elsewhere
+/// burn's ops.
+pub fn silu_mul<B: Backend, const D: usize>(gate: Tensor<B, D>, up: Tensor<B, D>) -> Tensor<B, D> {
+    let on_cpu = TypeId::of::<B>() == TypeId::of::<Autodiff<NdArray<f32>>>() || TypeId::of::<B>() == TypeId::of::<NdArray<f32>>();
+    if !on_cpu || gate.dims() != up.dims() {
+        return burn::tensor::activation::silu(gate) * up;
+    }
+    let pair: Box<dyn Any> = Box::new((gate.into_primitive().tensor(), up.into_primitive().tensor()));
+    let pair = match pair.downcast::<(FloatTensor<Autodiff<NdArray<f32>>>, FloatTensor<Autodiff<NdArray<f32>>>)>() {
+        Ok(p) if host::is_f32(&p.0.primitive) && host::is_f32(&p.1.primitive) => {
+            return backend_tensor(Box::new(silu_mul_tracked(p.0, p.1)))
+        }
+        Ok(p) => p as Box<dyn Any>,
+        Err(p) => p,
+    };
+    let pair = match pair.downcast::<(FloatTensor<NdArray<f32>>, FloatTensor<NdArray<f32>>)>() {
+        Ok(p) if host::is_f32(&p.0) && host::is_f32(&p.1) => return backend_tensor(Box::new(host::zip(&p.0, &p.1, host::silu_mul))),
+        Ok(p) => p as Box<dyn Any>,
+        Err(p) => p,
+    };
+    match pair.downcast::<(FloatTensor<B>, FloatTensor<B>)>() {
+        Ok(p) => {
+            let (gate, up) = *p;
+            burn::tensor::activation::silu(Tensor::<B, D>::from_primitive(TensorPrimitive::Float(gate)))
+                * Tensor::<B, D>::from_primitive(TensorPrimitive::Float(up))
+        }
+        Err(_) => unreachable!("the pair holds B's float tensors"),
+    }
 }
 
 /// LayerNorm from burn's tensor ops.
@@ -290,33 +360,72 @@ impl FusedOp for Softmax {
     }
 }
 
-/// LayerNorm with frozen γ and β, on the CPU backend.
-struct LayerNorm {
+/// A row norm with frozen weights, on the CPU backend: LayerNorm (`centered`, with β) or
+/// RMSNorm (neither).
+struct RowNorm {
     gamma: Arc<[f32]>,
-    beta: Arc<[f32]>,
+    beta: Option<Arc<[f32]>>,
     eps: f32,
+    centered: bool,
 }
 
-/// LayerNorm's backward to its input from the saved `x̂`, `1/σ` per row and γ.
+/// A row norm's backward to its input from the saved `x̂`, the inverse scale per row and γ.
 #[derive(Debug)]
-struct LayerNormBackward;
+struct RowNormBackward;
 
-impl Backward<NdArray<f32>, 1> for LayerNormBackward {
-    type State = (FloatTensor<NdArray<f32>>, Vec<f32>, Arc<[f32]>);
+impl Backward<NdArray<f32>, 1> for RowNormBackward {
+    type State = (FloatTensor<NdArray<f32>>, Vec<f32>, Arc<[f32]>, bool);
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let (normed, inv_std, gamma) = ops.state;
-        unary::<NdArray<f32>, _>(ops.parents, ops.node, grads, |grad| host::layer_norm_grad_rows(&normed, &inv_std, &gamma, &grad));
+        let (normed, inv_scale, gamma, centered) = ops.state;
+        unary::<NdArray<f32>, _>(ops.parents, ops.node, grads, |grad| host::row_norm_grad(&normed, &inv_scale, &gamma, &grad, centered));
     }
 }
 
-impl LayerNorm {
+impl RowNorm {
+    /// Output, `x̂` and the inverse scale per row.
+    fn rows(&self, x: &FloatTensor<NdArray<f32>>) -> (FloatTensor<NdArray<f32>>, FloatTensor<NdArray<f32>>, Vec<f32>) {
+        host::row_norm(x, &self.gamma, self.beta.as_deref(), self.eps, self.centered)
+    }
+
     fn tracked(self, x: FloatTensor<Autodiff<NdArray<f32>>>) -> FloatTensor<Autodiff<NdArray<f32>>> {
-        let (y, normed, inv_std) = host::layer_norm_rows(&x.primitive, &self.gamma, &self.beta, self.eps);
-        match LayerNormBackward.prepare::<NoCheckpointing>([x.node.clone()]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => prep.finish((normed, inv_std, self.gamma), y),
+        let (y, normed, inv_scale) = self.rows(&x.primitive);
+        match RowNormBackward.prepare::<NoCheckpointing>([x.node.clone()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish((normed, inv_scale, self.gamma, self.centered), y),
             OpsKind::UnTracked(prep) => prep.finish(y),
         }
+    }
+}
+
+/// SwiGLU's backward from the saved `gate` and `up`: both gradients in one pass.
+#[derive(Debug)]
+struct SiluMulBackward;
+
+impl Backward<NdArray<f32>, 2> for SiluMulBackward {
+    type State = (FloatTensor<NdArray<f32>>, FloatTensor<NdArray<f32>>);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (gate, up) = ops.state;
+        let grad = grads.consume::<NdArray<f32>>(&ops.node);
+        let [gate_node, up_node] = ops.parents;
+        let (d_gate, d_up) = host::silu_mul_grad(&gate, &up, &grad);
+        if let Some(node) = gate_node {
+            grads.register::<NdArray<f32>>(node.id, d_gate);
+        }
+        if let Some(node) = up_node {
+            grads.register::<NdArray<f32>>(node.id, d_up);
+        }
+    }
+}
+
+fn silu_mul_tracked(
+    gate: FloatTensor<Autodiff<NdArray<f32>>>,
+    up: FloatTensor<Autodiff<NdArray<f32>>>,
+) -> FloatTensor<Autodiff<NdArray<f32>>> {
+    let y = host::zip(&gate.primitive, &up.primitive, host::silu_mul);
+    match SiluMulBackward.prepare::<NoCheckpointing>([gate.node.clone(), up.node.clone()]).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => prep.finish((gate.primitive, up.primitive), y),
+        OpsKind::UnTracked(prep) => prep.finish(y),
     }
 }
 
@@ -385,40 +494,51 @@ mod host {
         dim + 1 == t.shape().num_dims()
     }
 
-    /// LayerNorm of every row (last dimension): the output, `x̂` and `1/σ` per row.
-    pub fn layer_norm_rows(x: &NdArrayTensor, gamma: &[f32], beta: &[f32], eps: f32) -> (NdArrayTensor, NdArrayTensor, Vec<f32>) {
+    /// LayerNorm (`centered`: `x̂ = (x − mean)/σ`, `y = γx̂ + β`) or RMSNorm (`x̂ = x/rms`,
+    /// `y = γx̂`) of every row (last dimension): the output, `x̂` and `1/σ` (`1/rms`) per row.
+    pub fn row_norm(
+        x: &NdArrayTensor,
+        gamma: &[f32],
+        beta: Option<&[f32]>,
+        eps: f32,
+        centered: bool,
+    ) -> (NdArrayTensor, NdArrayTensor, Vec<f32>) {
         let xs = values(x);
         let n = gamma.len();
-        assert_eq!(x.shape().last(), Some(&n), "layer norm over {n} features of a tensor of shape {:?}", x.shape());
-        let (mut out, mut normed, mut inv_std) = (vec![0f32; xs.len()], vec![0f32; xs.len()], vec![0f32; xs.len() / n.max(1)]);
+        assert_eq!(x.shape().last(), Some(&n), "row norm over {n} features of a tensor of shape {:?}", x.shape());
+        let (mut out, mut normed, mut inv_scale) = (vec![0f32; xs.len()], vec![0f32; xs.len()], vec![0f32; xs.len() / n.max(1)]);
         let rows = (CHUNK / n.max(1)).max(1);
         out.par_chunks_mut(rows * n)
             .zip(normed.par_chunks_mut(rows * n))
-            .zip(inv_std.par_chunks_mut(rows))
+            .zip(inv_scale.par_chunks_mut(rows))
             .zip(xs.par_chunks(rows * n))
             .for_each(|(((o, h), r), x)| {
                 for (((o, h), r), x) in o.chunks_mut(n).zip(h.chunks_mut(n)).zip(r.iter_mut()).zip(x.chunks(n)) {
-                    let mean = x.iter().map(|&v| f64::from(v)).sum::<f64>() / n as f64;
+                    let mean = if centered { x.iter().map(|&v| f64::from(v)).sum::<f64>() / n as f64 } else { 0.0 };
                     let var = x.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / n as f64;
                     *r = (1.0 / (var + f64::from(eps)).sqrt()) as f32;
                     let mean = mean as f32;
-                    for ((((o, h), &x), &g), &b) in o.iter_mut().zip(h.iter_mut()).zip(x).zip(gamma).zip(beta) {
+                    for (((o, h), &x), &g) in o.iter_mut().zip(h.iter_mut()).zip(x).zip(gamma) {
                         *h = (x - mean) * *r;
-                        *o = *h * g + b;
+                        *o = *h * g;
+                    }
+                    if let Some(beta) = beta {
+                        o.iter_mut().zip(beta).for_each(|(o, b)| *o += b);
                     }
                 }
             });
-        (tensor(out, x), tensor(normed, x), inv_std)
+        (tensor(out, x), tensor(normed, x), inv_scale)
     }
 
-    /// LayerNorm's gradient to its input per row: `(γg − mean(γg) − x̂ · mean(γg ⊙ x̂)) / σ`.
-    pub fn layer_norm_grad_rows(normed: &NdArrayTensor, inv_std: &[f32], gamma: &[f32], grad: &NdArrayTensor) -> NdArrayTensor {
-        assert_eq!(normed.shape(), grad.shape(), "layer norm gradient of another shape than its output");
+    /// A row norm's gradient to its input per row, from `x̂` and the inverse scale `r`:
+    /// LayerNorm `(γg − mean(γg) − x̂ · mean(γg ⊙ x̂)) r`, RMSNorm `(γg − x̂ · mean(γg ⊙ x̂)) r`.
+    pub fn row_norm_grad(normed: &NdArrayTensor, inv_scale: &[f32], gamma: &[f32], grad: &NdArrayTensor, centered: bool) -> NdArrayTensor {
+        assert_eq!(normed.shape(), grad.shape(), "row norm gradient of another shape than its output");
         let (hs, gs) = (values(normed), values(grad));
         let n = gamma.len();
         let mut out = vec![0f32; hs.len()];
         let rows = (CHUNK / n.max(1)).max(1);
-        out.par_chunks_mut(rows * n).zip(inv_std.par_chunks(rows)).zip(hs.par_chunks(rows * n).zip(gs.par_chunks(rows * n))).for_each(
+        out.par_chunks_mut(rows * n).zip(inv_scale.par_chunks(rows)).zip(hs.par_chunks(rows * n).zip(gs.par_chunks(rows * n))).for_each(
             |((o, r), (h, g))| {
                 for (((o, &r), h), g) in o.chunks_mut(n).zip(r).zip(h.chunks(n)).zip(g.chunks(n)) {
                     let (mut a, mut b) = (0f32, 0f32);
@@ -426,7 +546,7 @@ mod host {
                         a += g * w;
                         b += g * w * h;
                     }
-                    let (a, b) = (a / n as f32, b / n as f32);
+                    let (a, b) = (if centered { a / n as f32 } else { 0.0 }, b / n as f32);
                     for (((o, &h), &g), &w) in o.iter_mut().zip(h).zip(g).zip(gamma) {
                         *o = (g * w - a - h * b) * r;
                     }
@@ -434,6 +554,29 @@ mod host {
             },
         );
         tensor(out, normed)
+    }
+
+    /// `silu(gate) · up`.
+    pub fn silu_mul(gate: f32, up: f32) -> f32 {
+        gate / (1.0 + (-gate).exp()) * up
+    }
+
+    /// SwiGLU's gradients `(∂gate, ∂up)` in one pass.
+    pub fn silu_mul_grad(gate: &NdArrayTensor, up: &NdArrayTensor, grad: &NdArrayTensor) -> (NdArrayTensor, NdArrayTensor) {
+        assert!(gate.shape() == up.shape() && up.shape() == grad.shape(), "SwiGLU gradient of tensors of different shapes");
+        let (xs, us, gs) = (values(gate), values(up), values(grad));
+        let (mut dx, mut du) = (vec![0f32; xs.len()], vec![0f32; xs.len()]);
+        dx.par_chunks_mut(CHUNK)
+            .zip(du.par_chunks_mut(CHUNK))
+            .zip(xs.par_chunks(CHUNK).zip(us.par_chunks(CHUNK).zip(gs.par_chunks(CHUNK))))
+            .for_each(|((dx, du), (x, (u, g)))| {
+                for i in 0..x.len() {
+                    let s = 1.0 / (1.0 + (-x[i]).exp());
+                    dx[i] = g[i] * u[i] * s * (1.0 + x[i] * (1.0 - s));
+                    du[i] = g[i] * x[i] * s;
+                }
+            });
+        (tensor(dx, gate), tensor(du, gate))
     }
 
     /// Softmax of every row (last dimension): max, exp and sum, scale; one write per element.
@@ -493,7 +636,7 @@ mod host {
 mod tests {
     use burn::tensor::{Tensor, TensorData};
 
-    use super::{gelu, gelu_from_ops, layer_norm, layer_norm_from_ops, softmax};
+    use super::{gelu, gelu_from_ops, layer_norm, layer_norm_from_ops, rms_norm, rms_norm_from_ops, silu_mul, softmax};
 
     type Cpu = burn::backend::NdArray<f32>;
     type Ad = burn::backend::Autodiff<Cpu>;
@@ -735,5 +878,102 @@ mod tests {
         let (y_t, dx_t, dgamma) = run(layer_norm, t1(&gamma).require_grad());
         assert!(dgamma.is_some(), "a trainable γ gets its gradient");
         assert!(worst(&y_t, &want_y) < 1e-6 && worst(&dx_t, &want_dx) < 1e-5);
+    }
+
+    /// The fused RMSNorm against burn's composed ops and an f64 evaluation of both directions
+    /// (SmolLM2's width, a non-trivial weight); a trainable weight falls back to the ops.
+    #[test]
+    fn rms_norm_matches_the_composed_ops_and_f64() {
+        let (rows, n) = (5, 576);
+        let dev = Default::default();
+        let wave = |i: usize, k: f32| ((i as f32 * k).sin() * 2.0) + (i % 5) as f32 * 0.4;
+        let xs: Vec<f32> = (0..rows * n).map(|i| wave(i, 0.29)).collect();
+        let ups: Vec<f32> = (0..rows * n).map(|i| wave(i, 0.91) * 0.5).collect();
+        let weight: Vec<f32> = (0..n).map(|i| 0.5 + (i as f32 * 0.07).cos().abs()).collect();
+        let w = |trainable: bool| {
+            let t = Tensor::<Ad, 1>::from_data(TensorData::new(weight.clone(), [n]), &dev);
+            if trainable {
+                t.require_grad()
+            } else {
+                t
+            }
+        };
+        type Norm = fn(Tensor<Ad, 2>, &Tensor<Ad, 1>, f64) -> Tensor<Ad, 2>;
+        let run = |f: Norm, w: Tensor<Ad, 1>| {
+            let x = Tensor::<Ad, 2>::from_data(TensorData::new(xs.clone(), [rows, n]), &dev).require_grad();
+            let up = Tensor::<Ad, 2>::from_data(TensorData::new(ups.clone(), [rows, n]), &dev);
+            let y = f(x.clone(), &w, 1e-5);
+            let grads = (y.clone() * up).sum().backward();
+            let dx = x.grad(&grads).unwrap().into_data().to_vec::<f32>().unwrap();
+            (y.into_data().to_vec::<f32>().unwrap(), dx, w.grad(&grads).is_some())
+        };
+        let (mut want_y, mut want_dx) = (Vec::new(), Vec::new());
+        for (x, u) in xs.chunks(n).zip(ups.chunks(n)) {
+            let inv = 1.0 / (x.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / n as f64 + 1e-5).sqrt();
+            let h: Vec<f64> = x.iter().map(|&v| f64::from(v) * inv).collect();
+            let gw: Vec<f64> = u.iter().zip(&weight).map(|(&u, &w)| f64::from(u) * f64::from(w)).collect();
+            let b = gw.iter().zip(&h).map(|(g, h)| g * h).sum::<f64>() / n as f64;
+            want_y.extend(h.iter().zip(&weight).map(|(h, &w)| h * f64::from(w)));
+            want_dx.extend(gw.iter().zip(&h).map(|(g, h)| (g - h * b) * inv));
+        }
+        let worst = |got: &[f32], want: &[f64]| {
+            let scale = want.iter().fold(0f64, |m, w| m.max(w.abs()));
+            got.iter().zip(want).map(|(&g, w)| (f64::from(g) - w).abs() / scale).fold(0f64, f64::max)
+        };
+        for (name, f, trainable) in
+            [("fused", rms_norm as Norm, false), ("ops", rms_norm_from_ops as Norm, false), ("trainable weight", rms_norm as Norm, true)]
+        {
+            let (y, dx, weight_grad) = run(f, w(trainable));
+            let (ey, edx) = (worst(&y, &want_y), worst(&dx, &want_dx));
+            assert!(ey < 1e-6 && edx < 1e-5, "{name} RMSNorm: output {ey:.2e}, input gradient {edx:.2e} off the f64 one");
+            assert_eq!(weight_grad, trainable, "{name}: the weight gets a gradient exactly when it is trainable");
+        }
+        // The plain (no autodiff) backend takes the same kernel.
+        let plain = rms_norm(
+            Tensor::<Cpu, 2>::from_data(TensorData::new(xs.clone(), [rows, n]), &dev),
+            &Tensor::from_data(TensorData::new(weight.clone(), [n]), &dev),
+            1e-5,
+        );
+        assert!(worst(&plain.into_data().to_vec::<f32>().unwrap(), &want_y) < 1e-6);
+    }
+
+    /// SwiGLU's fused product and both gradients against f64 (and burn's composed ops),
+    /// over gates from -12 to 12.
+    #[test]
+    fn silu_mul_and_its_gradients_match_f64() {
+        let (rows, n) = (8, 300);
+        let dev = Default::default();
+        let gates: Vec<f32> = (0..rows * n).map(|i| (i as f32 / (rows * n) as f32) * 24.0 - 12.0).collect();
+        let ups: Vec<f32> = (0..rows * n).map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0).collect();
+        let outer: Vec<f32> = (0..rows * n).map(|i| ((i * 53) % 97) as f32 / 48.0 - 1.0).collect();
+        let t = |v: &[f32]| Tensor::<Ad, 2>::from_data(TensorData::new(v.to_vec(), [rows, n]), &dev);
+        type Swiglu = fn(Tensor<Ad, 2>, Tensor<Ad, 2>) -> Tensor<Ad, 2>;
+        let run = |f: Swiglu| {
+            let (g, u) = (t(&gates).require_grad(), t(&ups).require_grad());
+            let y = f(g.clone(), u.clone());
+            let grads = (y.clone() * t(&outer)).sum().backward();
+            let v = |x: TensorData| x.to_vec::<f32>().unwrap();
+            (v(y.into_data()), v(g.grad(&grads).unwrap().into_data()), v(u.grad(&grads).unwrap().into_data()))
+        };
+        let sig = |x: f64| 1.0 / (1.0 + (-x).exp());
+        let mut want = (Vec::new(), Vec::new(), Vec::new());
+        for ((&x, &u), &o) in gates.iter().zip(&ups).zip(&outer) {
+            let (x, u, o) = (f64::from(x), f64::from(u), f64::from(o));
+            want.0.push(x * sig(x) * u);
+            want.1.push(o * u * sig(x) * (1.0 + x * (1.0 - sig(x))));
+            want.2.push(o * x * sig(x));
+        }
+        let worst =
+            |got: &[f32], want: &[f64]| got.iter().zip(want).map(|(&g, w)| (f64::from(g) - w).abs() / (1.0 + w.abs())).fold(0f64, f64::max);
+        for (name, f) in [("fused", silu_mul as Swiglu), ("burn ops", |g, u| burn::tensor::activation::silu(g) * u)] {
+            let (y, dg, du) = run(f);
+            let errs = (worst(&y, &want.0), worst(&dg, &want.1), worst(&du, &want.2));
+            assert!(errs.0 < 1e-6 && errs.1 < 1e-6 && errs.2 < 1e-6, "{name}: output / ∂gate / ∂up off f64 by {errs:?}");
+        }
+        let plain = silu_mul(
+            Tensor::<Cpu, 2>::from_data(TensorData::new(gates.clone(), [rows, n]), &dev),
+            Tensor::from_data(TensorData::new(ups.clone(), [rows, n]), &dev),
+        );
+        assert!(worst(&plain.into_data().to_vec::<f32>().unwrap(), &want.0) < 1e-6);
     }
 }

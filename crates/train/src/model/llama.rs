@@ -17,14 +17,13 @@ use std::collections::{BTreeSet, HashMap};
 use std::f64::consts::PI;
 use std::path::{Path, PathBuf};
 
-use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use safetensors::tensor::Dtype;
 use safetensors::SafeTensors;
 use serde::{Deserialize, Serialize};
 
-use super::fused::softmax;
+use super::fused::{rms_norm, silu_mul, softmax};
 use super::gguf::GgufFile;
 use super::weights::{take, HostTensor};
 use crate::TrainError;
@@ -575,16 +574,6 @@ impl<B: Backend> DecoderInputs<B> {
     }
 }
 
-/// RMSNorm over the last dim (transformers' `LlamaRMSNorm`: `w * x / sqrt(mean(x^2) + eps)`).
-pub fn rms_norm<B: Backend, const D: usize>(x: Tensor<B, D>, weight: &Tensor<B, 1>, eps: f64) -> Tensor<B, D> {
-    let last = D - 1;
-    let var = x.clone().square().mean_dim(last);
-    let normed = x / (var + eps).sqrt();
-    let mut shape = [1usize; D];
-    shape[last] = weight.dims()[0];
-    normed * weight.clone().reshape(shape)
-}
-
 impl<B: Backend> Llama<B> {
     /// Builds the model from host weights (consumed), checking every shape.
     pub fn from_weights(weights: LlamaWeights, device: &B::Device) -> Result<Self, TrainError> {
@@ -807,7 +796,7 @@ impl<B: Backend> Llama<B> {
         let ctx = probs.matmul(v).reshape([b, nh, s, hd]).swap_dims(1, 2).reshape([b * s, nh * hd]);
         let x1 = x + lin(LlamaSite::Output, ctx);
         let normed = rms_norm(x1.clone(), &layer.post_attn_norm, cfg.rms_norm_eps);
-        let gated = silu(lin(LlamaSite::Gate, normed.clone())) * lin(LlamaSite::Up, normed);
+        let gated = silu_mul(lin(LlamaSite::Gate, normed.clone()), lin(LlamaSite::Up, normed));
         x1 + lin(LlamaSite::Down, gated)
     }
 
