@@ -1,6 +1,6 @@
-//! The two fixes of the vendored burn-ndarray (vendor/README.md): `matmul` reads transposed,
-//! sliced and broadcast operands through strided views, and `reshape` keeps a standard-layout
-//! buffer instead of copying it. Each case is checked against a plain f64 reference, and the
+//! The changes of the vendored burn-ndarray (vendor/README.md): `matmul` reads transposed,
+//! sliced and broadcast operands through strided views and multiplies f32 with the `gemm`
+//! crate, and `reshape` keeps a standard-layout buffer instead of copying it. Each case is checked against a plain f64 reference, and the
 //! shared buffers against copy-on-write mistakes.
 
 use burn::backend::Autodiff;
@@ -83,6 +83,10 @@ fn matmul_of_standard_transposed_sliced_and_broadcast_operands_matches_the_refer
     check(random([1, 3, 5, 4]), random([2, 3, 4, 6]), "left broadcast");
     check(random([2, 3, 5, 4]), random([2, 1, 4, 6]).swap_dims(2, 3).swap_dims(2, 3), "right broadcast");
     check(random([2, 1, 5, 4]), random([1, 3, 4, 6]), "both broadcast");
+    // Sizes past the sgemm kernels' register tiles and cache blocks, odd on every axis: one
+    // matrix (split over the threads) and a batch (one matrix per thread).
+    check(random([67, 300]), random([93, 300]).transpose(), "one larger matrix");
+    check(random([3, 300, 45]).swap_dims(1, 2), random([3, 300, 71]), "a batch of larger matrices");
 }
 
 #[test]
