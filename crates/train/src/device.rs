@@ -61,8 +61,8 @@ impl ComputeDevice {
 /// mmap threshold (at most 32 MiB) with a fresh `mmap` and unmaps it on free, so each step
 /// page-faults every such tensor in again and the kernel zeroes every page: 20% of the CPU
 /// time of a SmolLM2 step was `clear_page_erms` (BENCHMARKS.md, "Copies and page faults").
-/// With `mmap` off for the heap (`M_MMAP_MAX = 0`) and trimming only above 2 GiB free at the
-/// top, freed blocks are reused: 1.3-1.5x faster steps at the same peak RSS. The price is that
+/// With `mmap` off for the heap (`M_MMAP_MAX = 0`) and no trimming of its top, freed blocks
+/// are reused: 1.3-1.5x faster steps at the same peak RSS. The price is that
 /// a worker's resident memory stays near its largest run's peak between runs.
 /// No-op on other platforms (their allocators differ; not measured).
 pub fn keep_freed_memory() {
@@ -73,7 +73,10 @@ pub fn keep_freed_memory() {
         // allocates, and glibc serialises it against concurrent allocation.
         unsafe {
             libc::mallopt(libc::M_MMAP_MAX, 0);
-            libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+            // glibc reads the threshold as a size_t: -1 is SIZE_MAX, never trim. (i32::MAX
+            // was not enough: a SmolLM2 step at batch 8 frees more than 2 GiB at once, and
+            // trimming it cost 5.7 million page faults per step.)
+            libc::mallopt(libc::M_TRIM_THRESHOLD, -1);
         }
     });
 }
