@@ -26,7 +26,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
-use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use rand::rngs::StdRng;
@@ -43,6 +42,7 @@ use crate::adapters::Adapters;
 use crate::allocator::{AblationOracle, RestartPlan};
 use crate::export::{AdapterExport, SavedModules, TaskType};
 use crate::fit::{adapter_spec, fit, Selection, Splits, State, Workload};
+use crate::model::fused::cross_entropy_rows;
 use crate::model::llama::{load_smollm2, AdapterHook, DecoderInputs, Llama, LlamaSite};
 use crate::model::llama_generate::{greedy, GenerateOptions};
 use crate::model::llama_tokenizer::LlamaTokenizer;
@@ -108,8 +108,7 @@ fn nll_of_hidden<B: Backend>(model: &Llama<B>, batch: &CausalBatch, hidden: Tens
     let n = batch.tokens();
     let pos = Tensor::<B, 1, Int>::from_data(TensorData::new(batch.positions.clone(), [n]), device);
     let logits = model.lm_head(hidden.select(0, pos));
-    let targets = Tensor::<B, 2, Int>::from_data(TensorData::new(batch.targets.clone(), [n, 1]), device);
-    log_softmax(logits, 1).gather(1, targets).reshape([n]).neg()
+    cross_entropy_rows(logits, &batch.targets)
 }
 
 fn scalar<B: Backend>(t: Tensor<B, 1>) -> f64 {
