@@ -282,8 +282,19 @@ mod tests {
         assert_eq!(grow, vec![0, 0]);
     }
 
+    /// `a` and `b` equal up to f32 summation order: a grown adapter multiplies through a longer
+    /// rank axis (zeros in the new components), and the sgemm kernel blocks a different inner
+    /// length differently, which moves the last bit of some sums.
+    fn assert_same_up_to_rounding(a: &[f32], b: &[f32], what: &str) {
+        assert_eq!(a.len(), b.len(), "{what}: length");
+        let scale = a.iter().fold(0f32, |m, v| m.max(v.abs()));
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!((x - y).abs() <= 1e-6 * scale, "{what}: element {i}: {x} vs {y}");
+        }
+    }
+
     #[test]
-    fn growth_preserves_the_output_exactly() {
+    fn growth_preserves_the_output() {
         let (mut adapters, mut store, mut adam) = toy(2, 3, AdapterKind::Lora, 2);
         let dev = Default::default();
         // Trained-looking weights: B nonzero.
@@ -299,15 +310,15 @@ mod tests {
         assert_eq!(adapters.list[0].rank, 7);
         assert_eq!(store.params[adapters.list[0].a].value.dims(), [7, 6]);
         let after = HostTensor::from_tensor(&lora::delta(&adapters.list[0], x, &store.values())).data;
-        assert_eq!(before, after, "growth changed the adapter's output");
-        assert_eq!(w_before, HostTensor::from_tensor(&adapters.delta_weight(0, &store)).data);
+        assert_same_up_to_rounding(&before, &after, "the adapter's output");
+        assert_same_up_to_rounding(&w_before, &HostTensor::from_tensor(&adapters.delta_weight(0, &store)).data, "ΔW");
         // The same holds for the SVD triple (e = 0 on new components).
         let (mut adapters, mut store, mut adam) = toy(1, 2, AdapterKind::Svd, 4);
         let e = adapters.list[0].e.unwrap();
         store.params[e].value = Tensor::<T, 2>::random([2, 1], Distribution::Normal(0.0, 1.0), &dev);
         let w_before = HostTensor::from_tensor(&adapters.delta_weight(0, &store)).data;
         adapters.resize(0, &[0, 1], 3, &mut store, &mut adam, &mut grads, &mut rng);
-        assert_eq!(w_before, HostTensor::from_tensor(&adapters.delta_weight(0, &store)).data);
+        assert_same_up_to_rounding(&w_before, &HostTensor::from_tensor(&adapters.delta_weight(0, &store)).data, "SVD ΔW");
     }
 
     #[test]
