@@ -102,6 +102,11 @@ fn host_vector<B: Backend>(t: &Tensor<B, 1>) -> Arc<[f32]> {
     t.to_data().convert::<f32>().to_vec::<f32>().expect("f32 data").into()
 }
 
+/// Whether `B` is the CPU backend (with or without autodiff), whose ops here have host kernels.
+fn is_cpu<B: Backend>() -> bool {
+    TypeId::of::<B>() == TypeId::of::<Autodiff<NdArray<f32>>>() || TypeId::of::<B>() == TypeId::of::<NdArray<f32>>()
+}
+
 /// A frozen row norm on the CPU backend's f32 tensors (with or without autodiff), `fallback`
 /// on anything else.
 fn row_norm<B: Backend, const D: usize>(
@@ -109,7 +114,7 @@ fn row_norm<B: Backend, const D: usize>(
     op: impl FnOnce() -> RowNorm,
     fallback: impl FnOnce(Tensor<B, D>) -> Tensor<B, D>,
 ) -> Tensor<B, D> {
-    let on_cpu = TypeId::of::<B>() == TypeId::of::<Autodiff<NdArray<f32>>>() || TypeId::of::<B>() == TypeId::of::<NdArray<f32>>();
+    let on_cpu = is_cpu::<B>();
     if !on_cpu {
         return fallback(x);
     }
@@ -138,7 +143,7 @@ pub fn cross_entropy_rows<B: Backend>(logits: Tensor<B, 2>, targets: &[i64]) -> 
     let [n, classes] = logits.dims();
     assert_eq!(n, targets.len(), "one target per row");
     assert!(targets.iter().all(|&t| t >= 0 && (t as usize) < classes), "a target outside 0..{classes}");
-    let on_cpu = TypeId::of::<B>() == TypeId::of::<Autodiff<NdArray<f32>>>() || TypeId::of::<B>() == TypeId::of::<NdArray<f32>>();
+    let on_cpu = is_cpu::<B>();
     if on_cpu {
         let targets: Arc<[i64]> = targets.into();
         let primitive: Box<dyn Any> = Box::new(logits.into_primitive().tensor());
@@ -169,7 +174,7 @@ pub fn cross_entropy_from_ops<B: Backend>(logits: Tensor<B, 2>, targets: &[i64])
 /// `∂gate = g ⊙ up ⊙ σ(gate)(1 + gate(1 − σ(gate)))`, `∂up = g ⊙ silu(gate)`; elsewhere
 /// burn's ops.
 pub fn silu_mul<B: Backend, const D: usize>(gate: Tensor<B, D>, up: Tensor<B, D>) -> Tensor<B, D> {
-    let on_cpu = TypeId::of::<B>() == TypeId::of::<Autodiff<NdArray<f32>>>() || TypeId::of::<B>() == TypeId::of::<NdArray<f32>>();
+    let on_cpu = is_cpu::<B>();
     if !on_cpu || gate.dims() != up.dims() {
         return burn::tensor::activation::silu(gate) * up;
     }
