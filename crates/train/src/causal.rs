@@ -147,7 +147,7 @@ impl<AD: AutodiffBackend> AblationOracle<AD::InnerBackend> for DecoderOracle<'_,
         };
         let one: Vec<&CausalSample> = self.samples.iter().collect();
         let single = CausalBatch::new(&one, PAD);
-        let (rows, tokens) = (single.batch * single.seq, single.tokens());
+        let tokens = single.tokens();
         if tokens == 0 {
             return Err(TrainError::Data("the ablation batch has no answer tokens".into()));
         }
@@ -159,7 +159,7 @@ impl<AD: AutodiffBackend> AblationOracle<AD::InnerBackend> for DecoderOracle<'_,
             .references
             .iter()
             .map(|gates| {
-                let hook = LlamaVariantHook::new(adapters, layers, std::slice::from_ref(gates), rows, &device);
+                let hook = LlamaVariantHook::new(adapters, layers, std::slice::from_ref(gates), &device);
                 let mut xs = vec![self.model.embed(&inp)];
                 for l in 0..layers {
                     let next = self.model.blocks(l..l + 1, xs[l].clone(), &frame, &params, &hook, false);
@@ -176,7 +176,7 @@ impl<AD: AutodiffBackend> AblationOracle<AD::InnerBackend> for DecoderOracle<'_,
                 let stacked: Vec<&CausalSample> = chunk.iter().flat_map(|_| one.iter().copied()).collect();
                 let batch = CausalBatch::new(&stacked, PAD);
                 let frame = frame.repeat(chunk.len());
-                let hook = LlamaVariantHook::new(adapters, layers, &gates, rows, &device);
+                let hook = LlamaVariantHook::new(adapters, layers, &gates, &device);
                 let x = traces[r][start].clone().repeat_dim(0, chunk.len());
                 let hidden = self.model.final_norm(self.model.blocks(start..layers, x, &frame, &params, &hook, false), &frame);
                 let nll = nll_of_hidden(self.model, &batch, hidden, &device);

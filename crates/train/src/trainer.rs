@@ -226,7 +226,7 @@ impl<'a, B: AutodiffBackend> BertOracle<'a, B> {
                     .references
                     .iter()
                     .map(|gates| {
-                        let hook = VariantHook { adapters, masks: VariantMasks::new(adapters, std::slice::from_ref(gates), rows, device) };
+                        let hook = VariantHook { adapters, masks: VariantMasks::new(adapters, std::slice::from_ref(gates), device) };
                         let mut xs = vec![self.bert.embed(&inp, false)];
                         for l in 0..layers {
                             let next = self.bert.layers(l..l + 1, xs[l].clone(), &inp, params, &hook, false);
@@ -267,11 +267,9 @@ impl<B: AutodiffBackend> AblationOracle<B::InnerBackend> for BertOracle<'_, B> {
                 for chunk in members.chunks(per_pass) {
                     let gates: Vec<Vec<Vec<bool>>> = chunk.iter().map(|&v| variants[v].clone()).collect();
                     let stacked = bucket.inp.repeat(chunk.len());
-                    let x = bucket.layers[r][start].clone().repeat_dim(0, chunk.len());
-                    let hook = VariantHook { adapters, masks: VariantMasks::new(adapters, &gates, bucket.rows, &device) };
-                    let hidden = self.bert.layers(start..layers, x, &stacked, &params, &hook, false);
-                    let hidden = hidden.reshape([stacked.batch, stacked.seq, self.bert.config.hidden_size]);
-                    let logits = self.bert.head(hidden, &params, &self.head, false);
+                    let hook = VariantHook { adapters, masks: VariantMasks::new(adapters, &gates, &device) };
+                    let cls = self.bert.cls_from(start, bucket.layers[r][start].clone(), chunk.len(), &stacked, &params, &hook);
+                    let logits = self.bert.classify(cls, &params, &self.head, false);
                     let data = logits.into_data().convert::<f32>().to_vec::<f32>().map_err(TrainError::tensor("ablation logits"))?;
                     for (j, &v) in chunk.iter().enumerate() {
                         sums[v] += n as f64 * host_loss(self.task, &data[j * n * outputs..(j + 1) * n * outputs], &bucket.samples);

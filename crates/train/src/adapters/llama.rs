@@ -122,16 +122,15 @@ pub struct LlamaVariantHook<'a, B: Backend> {
 }
 
 impl<'a, B: Backend> LlamaVariantHook<'a, B> {
-    /// `rows` is the number of token rows (batch * seq) of one copy of the batch.
-    pub fn new(adapters: &'a Adapters, num_layers: usize, variants: &[Vec<Vec<bool>>], rows: usize, device: &B::Device) -> Self {
-        Self { adapters, index: site_index(adapters, num_layers), masks: VariantMasks::new(adapters, variants, rows, device) }
+    pub fn new(adapters: &'a Adapters, num_layers: usize, variants: &[Vec<Vec<bool>>], device: &B::Device) -> Self {
+        Self { adapters, index: site_index(adapters, num_layers), masks: VariantMasks::new(adapters, variants, device) }
     }
 }
 
 impl<B: Backend> AdapterHook<B, LlamaSite> for LlamaVariantHook<'_, B> {
     fn delta(&self, layer: usize, site: LlamaSite, x: &Tensor<B, 2>, params: &[Tensor<B, 2>], _train: bool) -> Option<Tensor<B, 2>> {
         let idx = self.index.get(layer * LlamaSite::ALL.len() + site.index()).copied().flatten()?;
-        Some(variant_delta(&self.adapters.list[idx], x.clone(), params, &self.masks.rows[idx]))
+        Some(variant_delta(&self.adapters.list[idx], x.clone(), params, &self.masks.gates[idx]))
     }
 }
 

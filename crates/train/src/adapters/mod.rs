@@ -329,46 +329,44 @@ impl Adapters {
     }
 }
 
-/// Per-row gates for scoring several gate settings ("variants") in one forward pass:
-/// the input rows are the fixed batch repeated once per variant (variant v owns rows
-/// `[v * rows, (v + 1) * rows)` of every flattened `[tokens, features]` activation), and
-/// adapter k's components are gated per row by `variants[v][k]`.
+/// Gates for scoring several gate settings ("variants") in one forward pass: the input
+/// rows are the fixed batch repeated once per variant (variant v owns the v-th of
+/// `variants` equal blocks of rows of every flattened `[rows, features]` activation, whatever
+/// the block size: all tokens, or only the [CLS] rows), and adapter k's components are gated
+/// in block v by `variants[v][k]`.
 pub struct VariantMasks<B: Backend> {
-    /// Per adapter, `[variants * rows, r]`.
-    pub rows: Vec<Tensor<B, 2>>,
+    /// Per adapter, `[variants, r]`.
+    pub gates: Vec<Tensor<B, 2>>,
 }
 
 impl<B: Backend> VariantMasks<B> {
-    /// `variants[v][k]` is adapter k's gate vector in variant v; `rows` the number of
-    /// flattened rows one copy of the batch has (batch * seq).
-    pub fn new(adapters: &Adapters, variants: &[Vec<Vec<bool>>], rows: usize, device: &B::Device) -> Self {
-        let per_adapter = adapters
+    /// `variants[v][k]` is adapter k's gate vector in variant v.
+    pub fn new(adapters: &Adapters, variants: &[Vec<Vec<bool>>], device: &B::Device) -> Self {
+        let gates = adapters
             .list
             .iter()
             .enumerate()
             .map(|(k, ad)| {
-                let mut data = Vec::with_capacity(variants.len() * rows * ad.rank);
-                for v in variants {
-                    let gate: Vec<f32> = v[k].iter().map(|&b| if b { 1.0 } else { 0.0 }).collect();
-                    for _ in 0..rows {
-                        data.extend_from_slice(&gate);
-                    }
-                }
-                HostTensor::new(vec![variants.len() * rows, ad.rank], data).to_tensor(device)
+                let data: Vec<f32> = variants.iter().flat_map(|v| v[k].iter().map(|&b| if b { 1.0 } else { 0.0 })).collect();
+                HostTensor::new(vec![variants.len(), ad.rank], data).to_tensor(device)
             })
             .collect();
-        Self { rows: per_adapter }
+        Self { gates }
     }
 }
 
-/// Adapter `ad`'s output on `x [n, in]` with per-row gates `gates [n, r]` (which replace
-/// the adapter's own mask): `scale * ((x Q^T) ⊙ e^T ⊙ gates) P^T` (LoRA kind: no e).
+/// Adapter `ad`'s output on `x [variants * m, in]` with per-variant gates `gates [variants, r]`
+/// (which replace the adapter's own mask; rows `[v * m, (v + 1) * m)` take gate row v):
+/// `scale * ((x Q^T) ⊙ e^T ⊙ gates) P^T` (LoRA kind: no e).
 pub fn variant_delta<B: Backend>(ad: &Adapter, x: Tensor<B, 2>, params: &[Tensor<B, 2>], gates: &Tensor<B, 2>) -> Tensor<B, 2> {
+    let [n, _] = x.dims();
+    let [variants, r] = gates.dims();
     let mut h = x.matmul(params[ad.a].clone().transpose());
     if let Some(e) = ad.e {
         h = h * params[e].clone().reshape([1, ad.rank]);
     }
-    (h * gates.clone()).matmul(params[ad.b].clone().transpose()) * ad.scale
+    let h = (h.reshape([variants, n / variants.max(1), r]) * gates.clone().reshape([variants, 1, r])).reshape([n, r]);
+    h.matmul(params[ad.b].clone().transpose()) * ad.scale
 }
 
 /// A [`AdapterHook`] applying [`VariantMasks`] (BERT encoder; no dropout).
@@ -380,7 +378,7 @@ pub struct VariantHook<'a, B: Backend> {
 impl<B: Backend> AdapterHook<B, Site> for VariantHook<'_, B> {
     fn delta(&self, layer: usize, site: Site, x: &Tensor<B, 2>, params: &[Tensor<B, 2>], _train: bool) -> Option<Tensor<B, 2>> {
         let idx = self.adapters.index_of(layer, site)?;
-        Some(variant_delta(&self.adapters.list[idx], x.clone(), params, &self.masks.rows[idx]))
+        Some(variant_delta(&self.adapters.list[idx], x.clone(), params, &self.masks.gates[idx]))
     }
 }
 

@@ -240,9 +240,9 @@ mod tests {
             }
             let x = Tensor::<T, 2>::random([2, 6], Distribution::Normal(0.0, 1.0), &dev);
             let variants = vec![vec![vec![true, false, true]], vec![vec![false, true, false]]];
-            let masks = VariantMasks::<T>::new(&adapters, &variants, 2, &dev);
+            let masks = VariantMasks::<T>::new(&adapters, &variants, &dev);
             let stacked = Tensor::cat(vec![x.clone(), x.clone()], 0);
-            let batched = HostTensor::from_tensor(&variant_delta(&adapters.list[0], stacked, &store.values(), &masks.rows[0])).data;
+            let batched = HostTensor::from_tensor(&variant_delta(&adapters.list[0], stacked, &store.values(), &masks.gates[0])).data;
             for (v, gates) in variants.iter().enumerate() {
                 adapters.list[0].mask = gates[0].clone();
                 let ad = &adapters.list[0];

@@ -276,21 +276,60 @@ impl<B: Backend> Bert<B> {
         train: bool,
     ) -> Tensor<B, 2> {
         for l in range {
-            x = self.layer(l, x, inp, params, hook, train);
+            x = self.block(l, x, 1, inp, params, hook, train, false);
+        }
+        x
+    }
+
+    /// The [CLS] rows of the last hidden state, `[copies * batch, hidden]` (no dropout), of
+    /// `copies` copies of a batch that all enter layer `start` with the same rows `x`
+    /// (`[batch * seq, hidden]`); `inp` is the batch stacked `copies` times and `hook` tells
+    /// the copies apart. Equal to the [CLS] rows of full forward passes whose layers below
+    /// `start` produced `x`, at a fraction of the work: the frozen projections of the shared
+    /// rows run once, and the last layer computes past its keys and values only the [CLS]
+    /// rows the classification head reads (ALoRA's ablation variants restart from a
+    /// reference's layer input this way).
+    pub fn cls_from(
+        &self,
+        start: usize,
+        x: Tensor<B, 2>,
+        copies: usize,
+        inp: &Inputs<B>,
+        params: &[Tensor<B, 2>],
+        hook: &dyn AdapterHook<B, Site>,
+    ) -> Tensor<B, 2> {
+        let last = self.layers.len();
+        if start >= last {
+            let batch = inp.batch / copies.max(1);
+            return cls_rows(x, batch, inp.seq).repeat_dim(0, copies);
+        }
+        let (mut x, mut copies) = (x, copies);
+        for l in start..last {
+            x = self.block(l, x, copies, inp, params, hook, false, l + 1 == last);
+            copies = 1;
         }
         x
     }
 
     /// One encoder block: self-attention, residual + layer norm, feed-forward, residual +
     /// layer norm.
-    fn layer(
+    ///
+    /// `x` holds the rows that `copies` copies of the batch share (`[batch * seq / copies,
+    /// hidden]`; `inp` is the stacked batch): the frozen projections of shared rows run once
+    /// and only the adapters see every copy. With `cls_only` the block returns only the
+    /// [CLS] rows (`[batch, hidden]`): their queries attend to every key and value, and
+    /// nothing else past the keys and values is computed.
+    #[allow(clippy::too_many_arguments)]
+    fn block(
         &self,
         l: usize,
         x: Tensor<B, 2>,
+        copies: usize,
         inp: &Inputs<B>,
         params: &[Tensor<B, 2>],
         hook: &dyn AdapterHook<B, Site>,
         train: bool,
+        cls_only: bool,
     ) -> Tensor<B, 2> {
         let cfg = &self.config;
         let (b, s, h) = (inp.batch, inp.seq, cfg.hidden_size);
@@ -298,25 +337,32 @@ impl<B: Backend> Bert<B> {
         let dh = h / heads;
         let (p_hidden, eps) = (cfg.hidden_dropout_prob, cfg.layer_norm_eps);
         let layer = &self.layers[l];
-        let lin = |site: Site, input: Tensor<B, 2>| -> Tensor<B, 2> {
+        // The frozen layer on `shared` (repeated `copies` times) plus the adapter on `all`, the
+        // same rows once per copy.
+        let lin = |site: Site, shared: Tensor<B, 2>, all: &Tensor<B, 2>, copies: usize| -> Tensor<B, 2> {
             let d = &layer.dense[site.index()];
-            let base = affine(input.clone(), &d.wt, &d.b);
-            match hook.delta(l, site, &input, params, train) {
+            let base = affine(shared, &d.wt, &d.b);
+            let base = if copies == 1 { base } else { base.repeat_dim(0, copies) };
+            match hook.delta(l, site, all, params, train) {
                 Some(delta) => base + delta,
                 None => base,
             }
         };
-        let split = |t: Tensor<B, 2>| t.reshape([b, s, heads, dh]).swap_dims(1, 2);
-        let q = split(lin(Site::Query, x.clone()));
-        let k = split(lin(Site::Key, x.clone()));
-        let v = split(lin(Site::Value, x.clone()));
+        let own = |site: Site, input: Tensor<B, 2>| lin(site, input.clone(), &input, 1);
+        let x_all = if copies == 1 { x.clone() } else { x.clone().repeat_dim(0, copies) };
+        let (q_shared, q_all, q_len) =
+            if cls_only { (cls_rows(x.clone(), b / copies, s), cls_rows(x_all.clone(), b, s), 1) } else { (x.clone(), x_all.clone(), s) };
+        let split = |t: Tensor<B, 2>, len: usize| t.reshape([b, len, heads, dh]).swap_dims(1, 2);
+        let q = split(lin(Site::Query, q_shared, &q_all, copies), q_len);
+        let k = split(lin(Site::Key, x.clone(), &x_all, copies), s);
+        let v = split(lin(Site::Value, x, &x_all, copies), s);
         let scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (dh as f64).sqrt()) + inp.mask_bias.clone();
         let probs = dropout(softmax(scores, 3), cfg.attention_probs_dropout_prob, train);
-        let ctx = probs.matmul(v).swap_dims(1, 2).reshape([b * s, h]);
-        let attn = dropout(lin(Site::AttentionOutput, ctx), p_hidden, train);
-        let x1 = layer_norm(attn + x, &layer.attn_ln.gamma, &layer.attn_ln.beta, eps);
-        let inter = self.act.apply(lin(Site::Intermediate, x1.clone()));
-        let out = dropout(lin(Site::Output, inter), p_hidden, train);
+        let ctx = probs.matmul(v).swap_dims(1, 2).reshape([b * q_len, h]);
+        let attn = dropout(own(Site::AttentionOutput, ctx), p_hidden, train);
+        let x1 = layer_norm(attn + q_all, &layer.attn_ln.gamma, &layer.attn_ln.beta, eps);
+        let inter = self.act.apply(own(Site::Intermediate, x1.clone()));
+        let out = dropout(own(Site::Output, inter), p_hidden, train);
         layer_norm(out + x1, &layer.out_ln.gamma, &layer.out_ln.beta, eps)
     }
 
@@ -335,10 +381,20 @@ impl<B: Backend> Bert<B> {
 
     /// The head on last hidden states `[batch, seq, hidden]`.
     pub fn head(&self, hidden: Tensor<B, 3>, params: &[Tensor<B, 2>], head: &HeadParams, train: bool) -> Tensor<B, 2> {
-        let [batch, _, h] = hidden.dims();
-        let cls = hidden.narrow(1, 0, 1).reshape([batch, h]);
+        let [batch, seq, h] = hidden.dims();
+        self.classify(cls_rows(hidden.reshape([batch * seq, h]), batch, seq), params, head, train)
+    }
+
+    /// The head on the [CLS] rows of the last hidden state, `[batch, hidden]`.
+    pub fn classify(&self, cls: Tensor<B, 2>, params: &[Tensor<B, 2>], head: &HeadParams, train: bool) -> Tensor<B, 2> {
         let pooled = (cls.matmul(params[head.pooler_w].clone().transpose()) + params[head.pooler_b].clone()).tanh();
         let pooled = dropout(pooled, self.config.hidden_dropout_prob, train);
         pooled.matmul(params[head.classifier_w].clone().transpose()) + params[head.classifier_b].clone()
     }
+}
+
+/// The first token's row of every sequence of `x [batch * seq, width]`: `[batch, width]`.
+fn cls_rows<B: Backend>(x: Tensor<B, 2>, batch: usize, seq: usize) -> Tensor<B, 2> {
+    let width = x.dims()[1];
+    x.reshape([batch, seq, width]).narrow(1, 0, 1).reshape([batch, width])
 }
