@@ -518,6 +518,26 @@ mod host {
         0.5 * (1.0 + erf(x * FRAC_1_SQRT_2)) + x * INV_SQRT_2PI * exp(-0.5 * x * x)
     }
 
+    /// Runs `f` compiled for AVX2 and FMA where the CPU has them (rankfit builds for baseline
+    /// x86-64, whose SSE2 holds 4 floats a vector; AVX2 holds 8). The kernels' loops are the
+    /// same operations in the same order either way (Rust never contracts `a * b + c` into an
+    /// FMA), so results are identical bit for bit.
+    #[inline(always)]
+    fn wide<R>(f: impl FnOnce() -> R) -> R {
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx2,fma")]
+            fn avx2<R>(f: impl FnOnce() -> R) -> R {
+                f()
+            }
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                // SAFETY: the CPU has the features `avx2` is compiled for.
+                return unsafe { avx2(f) };
+            }
+        }
+        f()
+    }
+
     /// `e^x` without a libm call, so that loops over it vectorise (glibc's `expf` is a scalar
     /// call; it took 7% of an ALoRA ablation round). Cody–Waite reduction `x = n ln2 + r` with
     /// `|r| ≤ ln2/2`, Cephes' `expf` polynomial for `e^r`, and `2^n` written into the exponent
@@ -579,9 +599,11 @@ mod host {
         let xs = values(x);
         let mut out = vec![0f32; xs.len()];
         out.par_chunks_mut(CHUNK).zip(xs.par_chunks(CHUNK)).for_each(|(o, x)| {
-            for (o, &x) in o.iter_mut().zip(x) {
-                *o = f(x);
-            }
+            wide(|| {
+                for (o, &x) in o.iter_mut().zip(x) {
+                    *o = f(x);
+                }
+            })
         });
         tensor(out, x)
     }
@@ -614,19 +636,21 @@ mod host {
             .zip(inv_scale.par_chunks_mut(rows))
             .zip(xs.par_chunks(rows * n))
             .for_each(|(((o, h), r), x)| {
-                for (((o, h), r), x) in o.chunks_mut(n).zip(h.chunks_mut(n)).zip(r.iter_mut()).zip(x.chunks(n)) {
-                    let mean = if centered { x.iter().map(|&v| f64::from(v)).sum::<f64>() / n as f64 } else { 0.0 };
-                    let var = x.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / n as f64;
-                    *r = (1.0 / (var + f64::from(eps)).sqrt()) as f32;
-                    let mean = mean as f32;
-                    for (((o, h), &x), &g) in o.iter_mut().zip(h.iter_mut()).zip(x).zip(gamma) {
-                        *h = (x - mean) * *r;
-                        *o = *h * g;
+                wide(|| {
+                    for (((o, h), r), x) in o.chunks_mut(n).zip(h.chunks_mut(n)).zip(r.iter_mut()).zip(x.chunks(n)) {
+                        let mean = if centered { x.iter().map(|&v| f64::from(v)).sum::<f64>() / n as f64 } else { 0.0 };
+                        let var = x.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / n as f64;
+                        *r = (1.0 / (var + f64::from(eps)).sqrt()) as f32;
+                        let mean = mean as f32;
+                        for (((o, h), &x), &g) in o.iter_mut().zip(h.iter_mut()).zip(x).zip(gamma) {
+                            *h = (x - mean) * *r;
+                            *o = *h * g;
+                        }
+                        if let Some(beta) = beta {
+                            o.iter_mut().zip(beta).for_each(|(o, b)| *o += b);
+                        }
                     }
-                    if let Some(beta) = beta {
-                        o.iter_mut().zip(beta).for_each(|(o, b)| *o += b);
-                    }
-                }
+                })
             });
         (tensor(out, x), tensor(normed, x), inv_scale)
     }
@@ -641,17 +665,19 @@ mod host {
         let rows = (CHUNK / n.max(1)).max(1);
         out.par_chunks_mut(rows * n).zip(inv_scale.par_chunks(rows)).zip(hs.par_chunks(rows * n).zip(gs.par_chunks(rows * n))).for_each(
             |((o, r), (h, g))| {
-                for (((o, &r), h), g) in o.chunks_mut(n).zip(r).zip(h.chunks(n)).zip(g.chunks(n)) {
-                    let (mut a, mut b) = (0f32, 0f32);
-                    for ((&h, &g), &w) in h.iter().zip(g).zip(gamma) {
-                        a += g * w;
-                        b += g * w * h;
+                wide(|| {
+                    for (((o, &r), h), g) in o.chunks_mut(n).zip(r).zip(h.chunks(n)).zip(g.chunks(n)) {
+                        let (mut a, mut b) = (0f32, 0f32);
+                        for ((&h, &g), &w) in h.iter().zip(g).zip(gamma) {
+                            a += g * w;
+                            b += g * w * h;
+                        }
+                        let (a, b) = (if centered { a / n as f32 } else { 0.0 }, b / n as f32);
+                        for (((o, &h), &g), &w) in o.iter_mut().zip(h).zip(g).zip(gamma) {
+                            *o = (g * w - a - h * b) * r;
+                        }
                     }
-                    let (a, b) = (if centered { a / n as f32 } else { 0.0 }, b / n as f32);
-                    for (((o, &h), &g), &w) in o.iter_mut().zip(h).zip(g).zip(gamma) {
-                        *o = (g * w - a - h * b) * r;
-                    }
-                }
+                })
             },
         );
         tensor(out, normed)
@@ -664,10 +690,12 @@ mod host {
         let (mut loss, mut lse) = (vec![0f32; targets.len()], vec![0f32; targets.len()]);
         loss.par_iter_mut().zip(lse.par_iter_mut()).zip(xs.par_chunks(classes).zip(targets.par_iter())).for_each(
             |((loss, lse), (x, &t))| {
-                let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let sum: f64 = x.iter().map(|&v| f64::from(exp(v - max))).sum();
-                *lse = max + sum.ln() as f32;
-                *loss = *lse - x[t as usize];
+                wide(|| {
+                    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    let sum: f64 = x.iter().map(|&v| f64::from(exp(v - max))).sum();
+                    *lse = max + sum.ln() as f32;
+                    *loss = *lse - x[t as usize];
+                })
             },
         );
         (NdArrayTensor::from_data(TensorData::new(loss, [targets.len()])), lse)
@@ -680,10 +708,12 @@ mod host {
         let mut out = vec![0f32; xs.len()];
         out.par_chunks_mut(classes).zip(xs.par_chunks(classes)).zip(lse.par_iter().zip(targets.par_iter()).zip(gs.par_iter())).for_each(
             |((o, x), ((&lse, &t), &g))| {
-                for (o, &x) in o.iter_mut().zip(x) {
-                    *o = g * exp(x - lse);
-                }
-                o[t as usize] -= g;
+                wide(|| {
+                    for (o, &x) in o.iter_mut().zip(x) {
+                        *o = g * exp(x - lse);
+                    }
+                    o[t as usize] -= g;
+                })
             },
         );
         tensor(out, logits)
@@ -703,11 +733,13 @@ mod host {
             .zip(du.par_chunks_mut(CHUNK))
             .zip(xs.par_chunks(CHUNK).zip(us.par_chunks(CHUNK).zip(gs.par_chunks(CHUNK))))
             .for_each(|((dx, du), (x, (u, g)))| {
-                for i in 0..x.len() {
-                    let s = 1.0 / (1.0 + exp(-x[i]));
-                    dx[i] = g[i] * u[i] * s * (1.0 + x[i] * (1.0 - s));
-                    du[i] = g[i] * x[i] * s;
-                }
+                wide(|| {
+                    for i in 0..x.len() {
+                        let s = 1.0 / (1.0 + exp(-x[i]));
+                        dx[i] = g[i] * u[i] * s * (1.0 + x[i] * (1.0 - s));
+                        du[i] = g[i] * x[i] * s;
+                    }
+                })
             });
         (tensor(dx, gate), tensor(du, gate))
     }
@@ -719,14 +751,16 @@ mod host {
         let mut out = vec![0f32; xs.len()];
         let rows = (CHUNK / n.max(1)).max(1) * n;
         out.par_chunks_mut(rows).zip(xs.par_chunks(rows)).for_each(|(o, x)| {
-            for (o, x) in o.chunks_mut(n).zip(x.chunks(n)) {
-                let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                for (o, &x) in o.iter_mut().zip(x) {
-                    *o = exp(x - max);
+            wide(|| {
+                for (o, x) in o.chunks_mut(n).zip(x.chunks(n)) {
+                    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    for (o, &x) in o.iter_mut().zip(x) {
+                        *o = exp(x - max);
+                    }
+                    let inv = 1.0 / o.iter().sum::<f32>();
+                    o.iter_mut().for_each(|o| *o *= inv);
                 }
-                let inv = 1.0 / o.iter().sum::<f32>();
-                o.iter_mut().for_each(|o| *o *= inv);
-            }
+            })
         });
         tensor(out, x)
     }
@@ -739,12 +773,14 @@ mod host {
         let mut out = vec![0f32; ps.len()];
         let rows = (CHUNK / n.max(1)).max(1) * n;
         out.par_chunks_mut(rows).zip(ps.par_chunks(rows).zip(gs.par_chunks(rows))).for_each(|(o, (p, g))| {
-            for ((o, p), g) in o.chunks_mut(n).zip(p.chunks(n)).zip(g.chunks(n)) {
-                let dot: f32 = p.iter().zip(g).map(|(p, g)| p * g).sum();
-                for ((o, &p), &g) in o.iter_mut().zip(p).zip(g) {
-                    *o = p * (g - dot);
+            wide(|| {
+                for ((o, p), g) in o.chunks_mut(n).zip(p.chunks(n)).zip(g.chunks(n)) {
+                    let dot: f32 = p.iter().zip(g).map(|(p, g)| p * g).sum();
+                    for ((o, &p), &g) in o.iter_mut().zip(p).zip(g) {
+                        *o = p * (g - dot);
+                    }
                 }
-            }
+            })
         });
         tensor(out, p)
     }
@@ -755,9 +791,11 @@ mod host {
         let (xs, ys) = (values(a), values(b));
         let mut out = vec![0f32; xs.len()];
         out.par_chunks_mut(CHUNK).zip(xs.par_chunks(CHUNK).zip(ys.par_chunks(CHUNK))).for_each(|(o, (x, y))| {
-            for ((o, &x), &y) in o.iter_mut().zip(x).zip(y) {
-                *o = f(x, y);
-            }
+            wide(|| {
+                for ((o, &x), &y) in o.iter_mut().zip(x).zip(y) {
+                    *o = f(x, y);
+                }
+            })
         });
         tensor(out, a)
     }
@@ -1151,6 +1189,28 @@ mod tests {
     }
 
     /// The fast erf stays within 6e-7 of libm's exact `erff` over [-6, 6] (measured 5.07e-7).
+    /// The kernels run compiled for AVX2 where the CPU has it (`host::wide`): same results, bit
+    /// for bit, as the same loops in the baseline build (this test's own code).
+    #[test]
+    fn wide_kernels_equal_the_baseline_loops_bit_for_bit() {
+        let (logits, _, [rows, n]) = softmax_case();
+        let dev = Default::default();
+        let t = Tensor::<Cpu, 2>::from_data(TensorData::new(logits.clone(), [rows, n]), &dev);
+        let probs = softmax(t.clone(), 1).into_data().to_vec::<f32>().unwrap();
+        let gelus = gelu(t).into_data().to_vec::<f32>().unwrap();
+        for (r, x) in logits.chunks(n).enumerate() {
+            let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let e: Vec<f32> = x.iter().map(|&v| super::host::exp(v - max)).collect();
+            let inv = 1.0 / e.iter().sum::<f32>();
+            for (j, e) in e.iter().enumerate() {
+                assert_eq!((e * inv).to_bits(), probs[r * n + j].to_bits(), "softmax row {r} column {j}");
+            }
+        }
+        for (x, g) in logits.iter().zip(&gelus) {
+            assert_eq!(super::host::gelu(*x).to_bits(), g.to_bits(), "gelu({x})");
+        }
+    }
+
     #[test]
     fn fast_exp_is_within_its_bound() {
         let exp = super::host::exp;
