@@ -577,7 +577,7 @@ mod host {
     }
 
     /// The tensor's elements in logical (row-major) order, borrowed when already laid out so.
-    fn values(t: &NdArrayTensor) -> Cow<'_, [f32]> {
+    pub fn values(t: &NdArrayTensor) -> Cow<'_, [f32]> {
         match t {
             NdArrayTensor::F32(storage) => {
                 let view = storage.view();
@@ -1193,6 +1193,11 @@ mod tests {
     /// for bit, as the same loops in the baseline build (this test's own code).
     #[test]
     fn wide_kernels_equal_the_baseline_loops_bit_for_bit() {
+        use super::host;
+        use burn_ndarray::NdArrayTensor;
+        fn bits_of(v: &[f32]) -> Vec<u32> {
+            v.iter().map(|v| v.to_bits()).collect()
+        }
         let (logits, _, [rows, n]) = softmax_case();
         let dev = Default::default();
         let t = Tensor::<Cpu, 2>::from_data(TensorData::new(logits.clone(), [rows, n]), &dev);
@@ -1200,15 +1205,75 @@ mod tests {
         let gelus = gelu(t).into_data().to_vec::<f32>().unwrap();
         for (r, x) in logits.chunks(n).enumerate() {
             let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let e: Vec<f32> = x.iter().map(|&v| super::host::exp(v - max)).collect();
+            let e: Vec<f32> = x.iter().map(|&v| host::exp(v - max)).collect();
             let inv = 1.0 / e.iter().sum::<f32>();
             for (j, e) in e.iter().enumerate() {
                 assert_eq!((e * inv).to_bits(), probs[r * n + j].to_bits(), "softmax row {r} column {j}");
             }
         }
         for (x, g) in logits.iter().zip(&gelus) {
-            assert_eq!(super::host::gelu(*x).to_bits(), g.to_bits(), "gelu({x})");
+            assert_eq!(host::gelu(*x).to_bits(), g.to_bits(), "gelu({x})");
         }
+
+        let (rows, n) = (37, 384);
+        let mut seed = 7u64;
+        let mut rnd = || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((seed >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
+        };
+        let x: Vec<f32> = (0..rows * n).map(|_| rnd()).collect();
+        let g: Vec<f32> = (0..rows * n).map(|_| rnd()).collect();
+        let gamma: Vec<f32> = (0..n).map(|_| rnd()).collect();
+        let beta: Vec<f32> = (0..n).map(|_| rnd()).collect();
+        let nd = |v: &Vec<f32>| NdArrayTensor::from_data(TensorData::new(v.clone(), [rows, n]));
+        let bits = |a: &NdArrayTensor| bits_of(&host::values(a));
+        // Layer norm forward and backward, GELU's and softmax's backward on BERT-wide rows.
+        let (out, normed, inv) = host::row_norm(&nd(&x), &gamma, Some(&beta), 1e-12, true);
+        let mut want_o = vec![0f32; rows * n];
+        let mut want_h = vec![0f32; rows * n];
+        let mut want_r = vec![0f32; rows];
+        for r in 0..rows {
+            let xr = &x[r * n..(r + 1) * n];
+            let mean = xr.iter().map(|&v| f64::from(v)).sum::<f64>() / n as f64;
+            let var = xr.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / n as f64;
+            want_r[r] = (1.0 / (var + f64::from(1e-12f32)).sqrt()) as f32;
+            let mean = mean as f32;
+            for j in 0..n {
+                want_h[r * n + j] = (xr[j] - mean) * want_r[r];
+                want_o[r * n + j] = want_h[r * n + j] * gamma[j] + beta[j];
+            }
+        }
+        assert_eq!(bits_of(&inv), bits_of(&want_r), "inv");
+        assert_eq!(bits(&normed), bits_of(&want_h), "normed");
+        assert_eq!(bits(&out), bits_of(&want_o), "out");
+        let grad = host::row_norm_grad(&normed, &inv, &gamma, &nd(&g), true);
+        let mut want_g = vec![0f32; rows * n];
+        for r in 0..rows {
+            let (mut a, mut b) = (0f32, 0f32);
+            for j in 0..n {
+                a += g[r * n + j] * gamma[j];
+                b += g[r * n + j] * gamma[j] * want_h[r * n + j];
+            }
+            let (a, b) = (a / n as f32, b / n as f32);
+            for j in 0..n {
+                want_g[r * n + j] = (g[r * n + j] * gamma[j] - a - want_h[r * n + j] * b) * want_r[r];
+            }
+        }
+        assert_eq!(bits(&grad), bits_of(&want_g), "ln grad");
+        let gd = host::zip(&nd(&x), &nd(&g), |x, g| g * host::gelu_derivative(x));
+        let want: Vec<u32> = x.iter().zip(&g).map(|(&x, &g)| (g * host::gelu_derivative(x)).to_bits()).collect();
+        assert_eq!(bits(&gd), want, "gelu grad");
+        let p = host::softmax_rows(&nd(&x));
+        let sg = host::softmax_grad_rows(&p, &nd(&g));
+        let pv = host::values(&p).to_vec();
+        let mut want = vec![0u32; rows * n];
+        for r in 0..rows {
+            let dot: f32 = (0..n).map(|j| pv[r * n + j] * g[r * n + j]).sum();
+            for j in 0..n {
+                want[r * n + j] = (pv[r * n + j] * (g[r * n + j] - dot)).to_bits();
+            }
+        }
+        assert_eq!(bits(&sg), want, "softmax grad");
     }
 
     #[test]
